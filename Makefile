@@ -1,0 +1,50 @@
+# grpctrace — build, test and lint every module of the repository.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+GO ?= go
+
+# Every module but tools/, which only pins the tools below.
+MODULES := $(shell find . -name go.mod -not -path './tools/*' -printf '%h\n' | sort)
+BIN := $(CURDIR)/bin
+STATICCHECK := $(BIN)/staticcheck
+
+.PHONY: all test lint fmt-check vet staticcheck race bench proto proto-check clean
+
+all: test
+
+## test: everything CI checks: formatting, vet, staticcheck, and the race-enabled tests of every module.
+test: lint race
+
+## lint: gofmt, go vet and staticcheck over every module.
+lint: fmt-check vet staticcheck
+
+fmt-check:
+	@files=$$(gofmt -l $$(find . -name '*.go' -not -path './bin/*')); \
+	if [ -n "$$files" ]; then echo "gofmt would change:"; echo "$$files"; exit 1; fi
+
+vet:
+	@for m in $(MODULES); do echo "go vet $$m"; (cd $$m && $(GO) vet ./...); done
+
+$(STATICCHECK): tools/go.mod tools/go.sum
+	cd tools && $(GO) build -o $(STATICCHECK) honnef.co/go/tools/cmd/staticcheck
+
+staticcheck: $(STATICCHECK)
+	@for m in $(MODULES); do echo "staticcheck $$m"; (cd $$m && $(STATICCHECK) ./...); done
+
+race:
+	@for m in $(MODULES); do echo "go test -race $$m"; (cd $$m && $(GO) test -race -count=1 ./...); done
+
+## bench: the root package's benchmarks, untraced baseline next to grpctrace.
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 .
+
+## proto: regenerate testpb with the pinned protoc-gen-go and protoc-gen-go-grpc (needs protoc: apt-get install protobuf-compiler).
+proto:
+	bash testpb/gen.sh
+
+## proto-check: fail if the committed generated code differs from a fresh generation.
+proto-check: proto
+	git diff --exit-code -- testpb
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,199 @@
+package grpctrace
+
+import (
+	"context"
+
+	"github.com/opentracing/opentracing-go"
+	"google.golang.org/grpc/codes"
+)
+
+// Option configures an interceptor. Options are applied once, when the
+// interceptor is built; a nil Option, or an option given a nil argument, is
+// ignored so that callers can pass optional settings straight through.
+type Option interface {
+	apply(*config)
+}
+
+type optionFunc func(*config)
+
+func (f optionFunc) apply(c *config) { f(c) }
+
+// Filter decides, once per RPC, whether the RPC is traced. Returning false
+// lets the RPC run exactly as it would without grpctrace.
+type Filter func(ctx context.Context, fullMethod string) bool
+
+// SpanDecorator adds tags or logs to a span. It runs once per traced RPC,
+// after grpctrace has tagged the status and just before the span finishes,
+// on the goroutine that ended the RPC.
+type SpanDecorator func(ctx context.Context, span opentracing.Span, rpc RPCInfo)
+
+// RPCInfo describes the RPC a SpanDecorator is called for.
+type RPCInfo struct {
+	// FullMethod is the gRPC method, "/package.Service/Method".
+	FullMethod string
+	// Client is true for the client side of the RPC, false for the server side.
+	Client bool
+	// Request and Response are the unary request and response messages; they
+	// are nil for streaming RPCs and Response is nil when the RPC failed.
+	Request, Response any
+	// Err is the RPC's error exactly as gRPC returned it, nil on success.
+	Err error
+	// Code is the RPC's status code.
+	Code codes.Code
+}
+
+// WithTracer sets the tracer. By default grpctrace uses
+// opentracing.GlobalTracer(), looked up on every RPC so that a tracer
+// registered after the interceptor was built is still used.
+//
+// When the tracer is an opentracing.NoopTracer the RPC is not instrumented at
+// all: nothing is recorded, so nothing is done.
+func WithTracer(t opentracing.Tracer) Option {
+	return optionFunc(func(c *config) {
+		if t != nil {
+			c.tracer = t
+		}
+	})
+}
+
+// WithFilter traces only the RPCs for which f returns true. f is called once
+// per RPC, before anything else is done.
+func WithFilter(f Filter) Option {
+	return optionFunc(func(c *config) {
+		if f != nil {
+			c.filter = f
+		}
+	})
+}
+
+// WithOperationName names spans. The default is the full method,
+// "/package.Service/Method". The result is cached per method, so f must be a
+// pure function of its argument.
+func WithOperationName(f func(fullMethod string) string) Option {
+	return optionFunc(func(c *config) {
+		if f != nil {
+			c.operationName = f
+		}
+	})
+}
+
+// WithSpanDecorator calls d on every traced RPC just before its span
+// finishes. Several decorators run in the order they were given.
+func WithSpanDecorator(d SpanDecorator) Option {
+	return optionFunc(func(c *config) {
+		if d != nil {
+			c.decorators = append(c.decorators, d)
+		}
+	})
+}
+
+// WithPayloadLogging logs request and response messages on the span, in
+// text form and cut to 4 KiB each. It is off by default: payloads often hold
+// data that must not leave the service.
+func WithPayloadLogging() Option {
+	return optionFunc(func(c *config) { c.logPayloads = true })
+}
+
+// WithMessageEvents logs an event per stream message with its direction,
+// sequence number and size. It is off by default, and when off grpctrace
+// does no work per message.
+func WithMessageEvents() Option {
+	return optionFunc(func(c *config) { c.messageEvents = true })
+}
+
+// WithParentRequired traces an RPC only when it is already part of a trace.
+// On the client, the call's context must carry a span; on the server, the
+// incoming metadata must carry a span context the tracer can extract.
+func WithParentRequired() Option {
+	return optionFunc(func(c *config) { c.parentRequired = true })
+}
+
+// WithPublicEndpoint marks a server as facing untrusted clients: every
+// server span starts a new trace, incoming baggage is dropped, and the
+// incoming trace identity is logged on the span (event "untrusted parent")
+// so that the two traces can still be correlated. It has no effect on
+// client interceptors.
+func WithPublicEndpoint() Option {
+	return WithPublicEndpointFunc(func(context.Context, string) bool { return true })
+}
+
+// WithPublicEndpointFunc is WithPublicEndpoint decided per RPC: f returns
+// true when the caller is untrusted. The context carries the peer
+// (google.golang.org/grpc/peer), so f can trust, for example, clients with
+// an authenticated mTLS identity and distrust the rest.
+func WithPublicEndpointFunc(f func(ctx context.Context, fullMethod string) bool) Option {
+	return optionFunc(func(c *config) {
+		if f != nil {
+			c.public = f
+		}
+	})
+}
+
+// WithErrorClassifier decides which status codes mark a span as an error
+// (tag error=true and an "error" log event). Every span is tagged with its
+// status code either way. By default, following the OpenTelemetry RPC
+// conventions, a client treats every non-OK code as an error, and a server
+// only Unknown, DeadlineExceeded, Unimplemented, Internal, Unavailable and
+// DataLoss: the other codes report a problem with the request, not with the
+// server.
+func WithErrorClassifier(isError func(codes.Code) bool) Option {
+	return optionFunc(func(c *config) {
+		if isError != nil {
+			c.isError = isError
+		}
+	})
+}
+
+// config is built once per interceptor and read-only afterwards.
+type config struct {
+	side           side
+	tracer         opentracing.Tracer // nil: opentracing.GlobalTracer() per RPC
+	filter         Filter
+	operationName  func(string) string
+	decorators     []SpanDecorator
+	logPayloads    bool
+	messageEvents  bool
+	parentRequired bool
+	public         func(context.Context, string) bool
+	isError        func(codes.Code) bool
+
+	methods methodCache
+	// spanKind and constTags are the start options every span of this side
+	// shares.
+	spanKind  opentracing.Tag
+	constTags []opentracing.Tag
+}
+
+func newConfig(s side, opts []Option) *config {
+	c := &config{side: s}
+	for _, o := range opts {
+		if o != nil {
+			o.apply(c)
+		}
+	}
+	if c.isError == nil {
+		c.isError = defaultIsError(s)
+	}
+	c.spanKind = s.kindTag()
+	c.constTags = []opentracing.Tag{
+		{Key: tagComponent, Value: componentName},
+		{Key: tagRPCSystem, Value: rpcSystemGRPC},
+	}
+	return c
+}
+
+// tracerFor returns the tracer for one RPC, or nil when the RPC is not to be
+// traced. It is the single per-RPC decision point.
+func (c *config) tracerFor(ctx context.Context, fullMethod string) opentracing.Tracer {
+	if c.filter != nil && !c.filter(ctx, fullMethod) {
+		return nil
+	}
+	t := c.tracer
+	if t == nil {
+		t = opentracing.GlobalTracer()
+	}
+	if _, noop := t.(opentracing.NoopTracer); noop {
+		return nil
+	}
+	return t
+}

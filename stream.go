@@ -1,0 +1,232 @@
+package grpctrace
+
+import (
+	"context"
+	"io"
+	"runtime"
+	"sync/atomic"
+
+	"github.com/opentracing/opentracing-go"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+)
+
+// StreamServerInterceptor returns an interceptor that traces streaming RPCs
+// on the server. The handler gets a *WrappedServerStream whose Context
+// carries the server span; the span finishes when the handler returns, or
+// panics, with the handler's status.
+func StreamServerInterceptor(opts ...Option) grpc.StreamServerInterceptor {
+	cfg := newConfig(serverSide, opts)
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		ctx, c := cfg.startServer(ss.Context(), info.FullMethod)
+		if c == nil {
+			return handler(srv, ss)
+		}
+		returned := false
+		defer func() {
+			if !returned {
+				r := recover()
+				c.endPanic(r, nil)
+				panic(r)
+			}
+		}()
+		err := handler(srv, &WrappedServerStream{ServerStream: ss, ctx: ctx, call: c})
+		returned = true
+		c.end(err, nil, nil)
+		return err
+	}
+}
+
+// StreamClientInterceptor returns an interceptor that traces streaming RPCs
+// on the client. The span finishes exactly once, when the RPC really ends:
+//
+//   - RecvMsg returns io.EOF (status OK) or an error (its status);
+//   - for an RPC whose server does not stream, RecvMsg returns the single
+//     response (gRPC has then read the status too);
+//   - SendMsg fails with an error other than io.EOF, or Header fails;
+//   - the stream cannot be created;
+//   - the call's context is done, unless a RecvMsg is under way: the status
+//     it returns wins over the cancellation;
+//   - the caller drops the stream without doing any of the above: the
+//     garbage collector's cleanup finishes the span with an "abandoned"
+//     error, so it neither stays open in the tracer nor reads as OK.
+//
+// io.EOF from SendMsg ends nothing: it means the status is to be read with
+// RecvMsg. No goroutine is started per stream.
+func StreamClientInterceptor(opts ...Option) grpc.StreamClientInterceptor {
+	cfg := newConfig(clientSide, opts)
+	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, callOpts ...grpc.CallOption) (grpc.ClientStream, error) {
+		ctx, c := cfg.startClient(ctx, method)
+		if c == nil {
+			return streamer(ctx, desc, cc, method, callOpts...)
+		}
+		returned := false
+		defer func() {
+			if !returned {
+				r := recover()
+				c.endPanic(r, nil)
+				panic(r)
+			}
+		}()
+		cs, err := streamer(ctx, desc, cc, method, callOpts...)
+		returned = true
+		if err != nil {
+			c.end(err, nil, nil)
+			return nil, err
+		}
+		return newClientStream(ctx, cs, c, desc.ServerStreams), nil
+	}
+}
+
+// clientStream is the stream handed to the caller. Everything that decides
+// the end lives in streamEnd, which must never point back here: the GC
+// cleanup that catches abandoned streams watches this object.
+type clientStream struct {
+	grpc.ClientStream
+	end *streamEnd
+	// peerTagged is set by the first RecvMsg, which tags the server's
+	// address; RecvMsg is never called concurrently with itself.
+	peerTagged bool
+}
+
+// streamEnd is the end-of-stream state machine of one client stream.
+type streamEnd struct {
+	*call
+	serverStreams bool
+	// state counts the RecvMsg calls under way, plus ctxDoneBit once the
+	// call's context is done.
+	state atomic.Int32
+	// stop unregisters the context watch; set before the stream is handed
+	// out and never called by the watch itself.
+	stop func() bool
+	// numbers of messages received and sent, for message events; RecvMsg
+	// and SendMsg may each be called by one goroutine at a time.
+	received, sent int64
+}
+
+const ctxDoneBit = 1 << 30
+
+func newClientStream(ctx context.Context, cs grpc.ClientStream, c *call, serverStreams bool) *clientStream {
+	e := &streamEnd{call: c, serverStreams: serverStreams}
+	if ctx.Done() != nil {
+		e.stop = context.AfterFunc(ctx, e.contextDone)
+	}
+	w := &clientStream{ClientStream: cs, end: e}
+	runtime.AddCleanup(w, (*streamEnd).abandoned, e)
+	return w
+}
+
+// finish ends the span with err, unless it has ended already.
+func (e *streamEnd) finish(err error) {
+	if e.ended.Load() {
+		return
+	}
+	e.call.end(err, nil, nil)
+	if e.stop != nil {
+		e.stop()
+	}
+}
+
+// contextDone runs, on its own goroutine, when the call's context is done.
+// A RecvMsg under way will return the RPC's status shortly and ends the
+// span itself; otherwise the cancellation is the end.
+func (e *streamEnd) contextDone() {
+	if e.state.Or(ctxDoneBit) == 0 {
+		e.call.end(e.contextError(), nil, nil)
+	}
+}
+
+func (e *streamEnd) contextError() error {
+	return status.FromContextError(e.ctx.Err()).Err()
+}
+
+func (e *streamEnd) abandoned() {
+	e.finish(status.Error(codes.Unknown, abandonedStreamReason))
+}
+
+// RecvMsg receives a message and ends the span when the RPC is over.
+func (w *clientStream) RecvMsg(m any) error {
+	e := w.end
+	e.state.Add(1)
+	err := w.ClientStream.RecvMsg(m)
+	var over bool
+	var rpcErr error
+	switch {
+	case err == nil:
+		e.received++
+		e.message(received, e.received, m)
+		// Without server streaming, gRPC has read the status along with
+		// the single response: nil means the RPC succeeded.
+		over = !e.serverStreams
+	case err == io.EOF:
+		over = true
+	default:
+		over, rpcErr = true, err
+	}
+	if !w.peerTagged {
+		w.peerTagged = true
+		w.tagPeer()
+	}
+	if over {
+		e.finish(rpcErr)
+	}
+	if e.state.Add(-1) == ctxDoneBit {
+		// The context was done while this RecvMsg was under way, and it
+		// did not end the RPC.
+		e.finish(e.contextError())
+	}
+	return err
+}
+
+// tagPeer tags the server's address. The stream's Context may only be read
+// once RecvMsg or Header has returned: reading it earlier stops gRPC from
+// retrying the call.
+func (w *clientStream) tagPeer() {
+	p, ok := peer.FromContext(w.ClientStream.Context())
+	if !ok || w.end.ended.Load() {
+		return
+	}
+	var buf [4]opentracing.Tag
+	for _, t := range appendPeerTags(buf[:0], p) {
+		w.end.span.SetTag(t.Key, t.Value)
+	}
+}
+
+// SendMsg sends a message. io.EOF ends nothing: the RPC is over, and its
+// status is for RecvMsg to return. Any other error is the RPC's end.
+func (w *clientStream) SendMsg(m any) error {
+	e := w.end
+	err := w.ClientStream.SendMsg(m)
+	switch {
+	case err == nil:
+		e.sent++
+		e.message(sent, e.sent, m)
+	case err != io.EOF:
+		e.finish(err)
+	}
+	return err
+}
+
+// CloseSend half-closes the stream; the RPC goes on until RecvMsg reports
+// its end.
+func (w *clientStream) CloseSend() error {
+	err := w.ClientStream.CloseSend()
+	if err != nil {
+		w.end.messageError(eventCloseSend, err)
+	} else if w.end.cfg.messageEvents {
+		w.end.event(eventCloseSend)
+	}
+	return err
+}
+
+// Header returns the server's header metadata. An error ends the RPC.
+func (w *clientStream) Header() (metadata.MD, error) {
+	md, err := w.ClientStream.Header()
+	if err != nil {
+		w.end.finish(err)
+	}
+	return md, err
+}

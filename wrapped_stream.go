@@ -1,0 +1,69 @@
+package grpctrace
+
+import (
+	"context"
+	"io"
+
+	"google.golang.org/grpc"
+)
+
+// WrappedServerStream is a grpc.ServerStream whose context is replaced, so
+// that a stream handler sees values (such as the span) that interceptors
+// added to it. The server stream interceptor hands its handler one that also
+// records the client's half-close and failed receives and sends on the span.
+//
+// Like the stream it wraps, it may be used by one goroutine sending and one
+// receiving at the same time, and not after the handler has returned.
+type WrappedServerStream struct {
+	grpc.ServerStream
+	ctx  context.Context
+	call *call // nil when built by WrapServerStream
+	// numbers of messages received and sent, for message events
+	received, sent int64
+}
+
+// WrapServerStream returns ss with its context replaced by ctx; a nil ctx
+// keeps ss's own.
+func WrapServerStream(ss grpc.ServerStream, ctx context.Context) *WrappedServerStream {
+	if ctx == nil {
+		ctx = ss.Context()
+	}
+	return &WrappedServerStream{ServerStream: ss, ctx: ctx}
+}
+
+// Context returns the replaced context.
+func (w *WrappedServerStream) Context() context.Context { return w.ctx }
+
+// RecvMsg receives a message from the client. io.EOF, the client's
+// half-close, and other errors are logged on the span.
+func (w *WrappedServerStream) RecvMsg(m any) error {
+	err := w.ServerStream.RecvMsg(m)
+	if w.call == nil {
+		return err
+	}
+	switch {
+	case err == nil:
+		w.received++
+		w.call.message(received, w.received, m)
+	case err == io.EOF:
+		w.call.event(eventClientHalfClose)
+	default:
+		w.call.messageError(eventRecvError, err)
+	}
+	return err
+}
+
+// SendMsg sends a message to the client; a failure is logged on the span.
+func (w *WrappedServerStream) SendMsg(m any) error {
+	err := w.ServerStream.SendMsg(m)
+	if w.call == nil {
+		return err
+	}
+	if err == nil {
+		w.sent++
+		w.call.message(sent, w.sent, m)
+	} else {
+		w.call.messageError(eventSendError, err)
+	}
+	return err
+}
