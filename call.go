@@ -32,6 +32,11 @@ type call struct {
 	peer peer.Peer
 	// peerTags backs the server's peer tags, given at start.
 	peerTags [4]opentracing.Tag
+	// refs backs the start options' references, and inject and values the
+	// client's injection of its span context into metadata.
+	refs   [1]opentracing.SpanReference
+	inject injectCarrier
+	values [6]string
 
 	// Starting a span takes a variadic slice of options, which escapes
 	// into the tracer. Keeping the one option and its slice inside the call,
@@ -49,10 +54,14 @@ type startOptions struct {
 	method   *method
 	parent   opentracing.SpanContext
 	peerTags []opentracing.Tag
+	refs     []opentracing.SpanReference // empty, with room for the parent
 }
 
 func (s *startOptions) Apply(o *opentracing.StartSpanOptions) {
 	if s.parent != nil {
+		if o.References == nil {
+			o.References = s.refs
+		}
 		o.References = append(o.References, opentracing.SpanReference{
 			Type:              opentracing.ChildOfRef,
 			ReferencedContext: s.parent,
@@ -73,7 +82,7 @@ func (s *startOptions) Apply(o *opentracing.StartSpanOptions) {
 // newCall starts the span of one RPC.
 func (cfg *config) newCall(tracer opentracing.Tracer, m *method, parent opentracing.SpanContext, p *peer.Peer) *call {
 	c := &call{cfg: cfg, method: m}
-	c.start = startOptions{cfg: cfg, method: m, parent: parent, peerTags: appendPeerTags(c.peerTags[:0], p)}
+	c.start = startOptions{cfg: cfg, method: m, parent: parent, peerTags: appendPeerTags(c.peerTags[:0], p), refs: c.refs[:0]}
 	c.opts[0] = &c.start
 	c.span = tracer.StartSpan(m.operationName, c.opts[:]...)
 	c.start = startOptions{}
@@ -103,7 +112,8 @@ func (cfg *config) startClient(ctx context.Context, fullMethod string) (context.
 	if md == nil {
 		md = make(metadata.MD, 4)
 	}
-	if err := tracer.Inject(c.span.Context(), opentracing.TextMap, MetadataCarrier(md)); err != nil {
+	c.inject = injectCarrier{MetadataCarrier: MetadataCarrier(md), buf: c.values[:0]}
+	if err := tracer.Inject(c.span.Context(), opentracing.TextMap, &c.inject); err != nil {
 		c.span.LogFields(log.String("event", eventInjectFailed), log.String("message", err.Error()))
 	}
 	ctx = opentracing.ContextWithSpan(metadata.NewOutgoingContext(ctx, md), c.span)

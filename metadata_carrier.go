@@ -32,18 +32,39 @@ type MetadataCarrier metadata.MD
 const packedKey = "grpctrace-bin"
 
 // Set implements opentracing.TextMapWriter.
-func (c MetadataCarrier) Set(key, val string) {
+func (c MetadataCarrier) Set(key, val string) { c.set(key, val, nil) }
+
+// set is Set taking the new value's one-element slice from the spare
+// capacity of *buf when buf is not nil, so that injecting a span context
+// allocates one array for all its values rather than one per key.
+func (c MetadataCarrier) set(key, val string, buf *[]string) {
 	key = strings.ToLower(key)
 	if packed := c[packedKey]; len(packed) > 0 {
 		c.dropPacked(key)
 	}
 	if plainHeader(key, val) {
+		if buf != nil && len(*buf) < cap(*buf) {
+			n := len(*buf)
+			*buf = append(*buf, val)
+			c[key] = (*buf)[n : n+1 : n+1]
+			return
+		}
 		c[key] = []string{val}
 		return
 	}
 	delete(c, key)
 	c[packedKey] = append(c[packedKey], packEntry(key, val))
 }
+
+// injectCarrier is the MetadataCarrier a client injects through: the same
+// reader and writer, with a buffer for the values it sets.
+type injectCarrier struct {
+	MetadataCarrier
+	buf []string
+}
+
+// Set implements opentracing.TextMapWriter.
+func (w *injectCarrier) Set(key, val string) { w.set(key, val, &w.buf) }
 
 // ForeachKey implements opentracing.TextMapReader. It stops at, and returns,
 // the first error handler returns. Packed entries that cannot be decoded are

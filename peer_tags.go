@@ -3,6 +3,7 @@ package grpctrace
 import (
 	"net"
 	"net/netip"
+	"strings"
 
 	"github.com/opentracing/opentracing-go"
 	"github.com/opentracing/opentracing-go/ext"
@@ -21,7 +22,9 @@ func appendPeerTags(dst []opentracing.Tag, p *peer.Peer) []opentracing.Tag {
 	var ap netip.AddrPort
 	if tcp, ok := p.Addr.(*net.TCPAddr); ok {
 		ap = tcp.AddrPort()
-	} else {
+	} else if strings.IndexByte(addr, ':') >= 0 {
+		// Only what can be host:port: parsing anything else (bufconn,
+		// unix sockets) fails, and the failure allocates its error.
 		ap, _ = netip.ParseAddrPort(addr)
 	}
 	if !ap.IsValid() {

@@ -69,16 +69,20 @@ func (*Server) ServerStream(req *Request, stream TestService_ServerStreamServer)
 	if n == 0 {
 		n = 1
 	}
+	failsMidStream := req.GetFailCode() != 0 && req.GetFailAfter() > 0
+	if failsMidStream {
+		n = req.GetFailAfter()
+	}
 	for i := int32(1); i <= n; i++ {
-		if req.GetFailCode() != 0 && req.GetFailAfter() > 0 && i > req.GetFailAfter() {
-			return failure(req)
-		}
 		if err := ctx.Err(); err != nil {
 			return status.FromContextError(err).Err()
 		}
 		if err := stream.Send(&Response{Value: req.GetValue(), Seq: i}); err != nil {
 			return err
 		}
+	}
+	if failsMidStream {
+		return failure(req)
 	}
 	return nil
 }

@@ -30,8 +30,9 @@ type Request struct {
 	// Echoed back in the response.
 	Value string `protobuf:"bytes,1,opt,name=value,proto3" json:"value,omitempty"`
 	// When non-zero, the server ends the RPC with this gRPC code and
-	// fail_message (for streams, after fail_after responses).
-	FailCode    int32  `protobuf:"varint,2,opt,name=fail_code,json=failCode,proto3" json:"fail_code,omitempty"`
+	// fail_message (for server streams, after fail_after responses).
+	FailCode int32 `protobuf:"varint,2,opt,name=fail_code,json=failCode,proto3" json:"fail_code,omitempty"`
+	// The status message that goes with fail_code.
 	FailMessage string `protobuf:"bytes,3,opt,name=fail_message,json=failMessage,proto3" json:"fail_message,omitempty"`
 	// The server waits this long, or until the RPC's context is done,
 	// before answering.
@@ -40,8 +41,9 @@ type Request struct {
 	Panic bool `protobuf:"varint,5,opt,name=panic,proto3" json:"panic,omitempty"`
 	// How many responses a server-streaming handler sends; 0 means 1.
 	ResponseCount int32 `protobuf:"varint,6,opt,name=response_count,json=responseCount,proto3" json:"response_count,omitempty"`
-	// For a server-streaming handler: send this many responses, then fail
-	// with fail_code (a server error mid-stream).
+	// For a server-streaming handler: send this many responses, whatever
+	// response_count says, then fail with fail_code (a server error
+	// mid-stream). Other handlers ignore it.
 	FailAfter     int32 `protobuf:"varint,7,opt,name=fail_after,json=failAfter,proto3" json:"fail_after,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -128,7 +130,9 @@ func (x *Request) GetFailAfter() int32 {
 
 type Response struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	Value string                 `protobuf:"bytes,1,opt,name=value,proto3" json:"value,omitempty"`
+	// The request's value; for client streaming, the values received,
+	// joined by commas.
+	Value string `protobuf:"bytes,1,opt,name=value,proto3" json:"value,omitempty"`
 	// The response's number within its stream, from 1; for client
 	// streaming, the number of requests received.
 	Seq           int32 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
