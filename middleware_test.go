@@ -435,8 +435,8 @@ func TestShapesAndOutcomes(t *testing.T) {
 			},
 			wantCode:         codes.Internal,
 			clientMsgFromErr: true,
-			want:       root(clientSpan("Bidi", codes.Internal, "from the error").without("peer.address")),
-			clientOnly: true,
+			want:             root(clientSpan("Bidi", codes.Internal, "from the error").without("peer.address")),
+			clientOnly:       true,
 		},
 		{
 			name: "client cancels mid-stream",

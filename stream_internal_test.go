@@ -27,9 +27,9 @@ func (b *blockingStream) RecvMsg(any) error {
 	return <-b.result
 }
 
-func (b *blockingStream) SendMsg(any) error           { return nil }
+func (b *blockingStream) SendMsg(any) error            { return nil }
 func (b *blockingStream) Header() (metadata.MD, error) { return nil, nil }
-func (b *blockingStream) Context() context.Context    { return context.Background() }
+func (b *blockingStream) Context() context.Context     { return context.Background() }
 
 // startBlockingStream starts a traced client stream over a blockingStream
 // and a RecvMsg on it, returning once that RecvMsg is under way.
