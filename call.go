@@ -28,8 +28,6 @@ type call struct {
 	span   opentracing.Span
 	ended  atomic.Bool
 
-	// peer is filled by grpc.Peer on unary client calls.
-	peer peer.Peer
 	// peerTags backs the server's peer tags, given at start.
 	peerTags [4]opentracing.Tag
 	// refs backs the start options' references, and inject and values the
@@ -79,10 +77,15 @@ func (s *startOptions) Apply(o *opentracing.StartSpanOptions) {
 	}
 }
 
-// newCall starts the span of one RPC.
-func (cfg *config) newCall(tracer opentracing.Tracer, m *method, parent opentracing.SpanContext, p *peer.Peer) *call {
+// newCall starts the span of one RPC; the peer's tags come from p on a
+// server, from the cached tags of the target on a client.
+func (cfg *config) newCall(tracer opentracing.Tracer, m *method, parent opentracing.SpanContext, p *peer.Peer, target []opentracing.Tag) *call {
 	c := &call{cfg: cfg, method: m}
-	c.start = startOptions{cfg: cfg, method: m, parent: parent, peerTags: appendPeerTags(c.peerTags[:0], p), refs: c.refs[:0]}
+	peerTags := target
+	if p != nil {
+		peerTags = appendPeerTags(c.peerTags[:0], p)
+	}
+	c.start = startOptions{cfg: cfg, method: m, parent: parent, peerTags: peerTags, refs: c.refs[:0]}
 	c.opts[0] = &c.start
 	c.span = tracer.StartSpan(m.operationName, c.opts[:]...)
 	c.start = startOptions{}
@@ -93,7 +96,7 @@ func (cfg *config) newCall(tracer opentracing.Tracer, m *method, parent opentrac
 // startClient starts the client span of an RPC and returns the context to
 // call gRPC with: it carries the span, and outgoing metadata holding the
 // span context. It returns a nil call when the RPC is not to be traced.
-func (cfg *config) startClient(ctx context.Context, fullMethod string) (context.Context, *call) {
+func (cfg *config) startClient(ctx context.Context, fullMethod, target string) (context.Context, *call) {
 	tracer := cfg.tracerFor(ctx, fullMethod)
 	if tracer == nil {
 		return ctx, nil
@@ -104,7 +107,7 @@ func (cfg *config) startClient(ctx context.Context, fullMethod string) (context.
 	} else if cfg.parentRequired {
 		return ctx, nil
 	}
-	c := cfg.newCall(tracer, cfg.method(fullMethod), parent, nil)
+	c := cfg.newCall(tracer, cfg.method(fullMethod), parent, nil, cfg.targets.get(target, targetTags))
 
 	// FromOutgoingContext returns a copy: the caller's metadata is never
 	// touched.
@@ -129,8 +132,7 @@ func (cfg *config) startServer(ctx context.Context, fullMethod string) (context.
 	if tracer == nil {
 		return ctx, nil
 	}
-	md, _ := metadata.FromIncomingContext(ctx)
-	remote, extractErr := extract(tracer, md)
+	remote, extractErr := extract(tracer, incomingMetadata(ctx))
 	if remote == nil && cfg.parentRequired {
 		return ctx, nil
 	}
@@ -139,7 +141,7 @@ func (cfg *config) startServer(ctx context.Context, fullMethod string) (context.
 	if public {
 		parent = nil
 	}
-	c := cfg.newCall(tracer, cfg.method(fullMethod), parent, peerOf(ctx))
+	c := cfg.newCall(tracer, cfg.method(fullMethod), parent, peerOf(ctx), nil)
 
 	if extractErr != nil {
 		c.span.LogFields(log.String("event", eventExtractFailed), log.String("message", extractErr.Error()))
@@ -204,11 +206,6 @@ func (c *call) end(err error, req, resp any) {
 			log.String("error.kind", code.String()),
 			log.String("message", st.Message()),
 		)
-	}
-	if c.peer.Addr != nil {
-		for _, t := range appendPeerTags(c.peerTags[:0], &c.peer) {
-			c.span.SetTag(t.Key, t.Value)
-		}
 	}
 	if len(c.cfg.decorators) > 0 {
 		info := RPCInfo{

@@ -2,8 +2,6 @@ package grpctrace
 
 import (
 	"strings"
-	"sync"
-	"sync/atomic"
 
 	"github.com/opentracing/opentracing-go"
 )
@@ -18,46 +16,8 @@ type method struct {
 	tags []opentracing.Tag
 }
 
-// maxCachedMethods bounds the cache: a server with an unknown-service
-// handler sees method names chosen by its clients.
-const maxCachedMethods = 1024
-
-// methodCache maps full method names to their derived data. Reads are a
-// lock-free map lookup; the map is replaced, copied, on the rare insert.
-type methodCache struct {
-	m  atomic.Pointer[map[string]*method]
-	mu sync.Mutex
-}
-
 func (c *config) method(fullMethod string) *method {
-	if mp := c.methods.m.Load(); mp != nil {
-		if m, ok := (*mp)[fullMethod]; ok {
-			return m
-		}
-	}
-	m := c.newMethod(fullMethod)
-	c.methods.mu.Lock()
-	defer c.methods.mu.Unlock()
-	old := c.methods.m.Load()
-	var n int
-	if old != nil {
-		if cached, ok := (*old)[fullMethod]; ok {
-			return cached
-		}
-		n = len(*old)
-	}
-	if n >= maxCachedMethods {
-		return m
-	}
-	next := make(map[string]*method, n+1)
-	if old != nil {
-		for k, v := range *old {
-			next[k] = v
-		}
-	}
-	next[fullMethod] = m
-	c.methods.m.Store(&next)
-	return m
+	return c.methods.get(fullMethod, c.newMethod)
 }
 
 func (c *config) newMethod(fullMethod string) *method {

@@ -157,7 +157,8 @@ type config struct {
 	public         func(context.Context, string) bool
 	isError        func(codes.Code) bool
 
-	methods methodCache
+	methods cache[*method]
+	targets cache[[]opentracing.Tag]
 	// spanKind and constTags are the start options every span of this side
 	// shares.
 	spanKind  opentracing.Tag

@@ -6,11 +6,9 @@ import (
 	"runtime"
 	"sync/atomic"
 
-	"github.com/opentracing/opentracing-go"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 )
 
@@ -59,7 +57,7 @@ func StreamServerInterceptor(opts ...Option) grpc.StreamServerInterceptor {
 func StreamClientInterceptor(opts ...Option) grpc.StreamClientInterceptor {
 	cfg := newConfig(clientSide, opts)
 	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, callOpts ...grpc.CallOption) (grpc.ClientStream, error) {
-		ctx, c := cfg.startClient(ctx, method)
+		ctx, c := cfg.startClient(ctx, method, targetOf(cc))
 		if c == nil {
 			return streamer(ctx, desc, cc, method, callOpts...)
 		}
@@ -87,9 +85,6 @@ func StreamClientInterceptor(opts ...Option) grpc.StreamClientInterceptor {
 type clientStream struct {
 	grpc.ClientStream
 	end *streamEnd
-	// peerTagged is set by the first RecvMsg, which tags the server's
-	// address; RecvMsg is never called concurrently with itself.
-	peerTagged bool
 }
 
 // streamEnd is the end-of-stream state machine of one client stream.
@@ -166,10 +161,6 @@ func (w *clientStream) RecvMsg(m any) error {
 	default:
 		over, rpcErr = true, err
 	}
-	if !w.peerTagged {
-		w.peerTagged = true
-		w.tagPeer()
-	}
 	if over {
 		e.finish(rpcErr)
 	}
@@ -179,20 +170,6 @@ func (w *clientStream) RecvMsg(m any) error {
 		e.finish(e.contextError())
 	}
 	return err
-}
-
-// tagPeer tags the server's address. The stream's Context may only be read
-// once RecvMsg or Header has returned: reading it earlier stops gRPC from
-// retrying the call.
-func (w *clientStream) tagPeer() {
-	p, ok := peer.FromContext(w.ClientStream.Context())
-	if !ok || w.end.ended.Load() {
-		return
-	}
-	var buf [4]opentracing.Tag
-	for _, t := range appendPeerTags(buf[:0], p) {
-		w.end.span.SetTag(t.Key, t.Value)
-	}
 }
 
 // SendMsg sends a message. io.EOF ends nothing: the RPC is over, and its

@@ -38,7 +38,7 @@ func startBlockingStream(t *testing.T, serverStreams bool) (*mocktracer.MockTrac
 	tracer := mocktracer.New()
 	cfg := newConfig(clientSide, []Option{WithTracer(tracer)})
 	ctx, cancel := context.WithCancel(context.Background())
-	ctx, c := cfg.startClient(ctx, "/pkg.Svc/M")
+	ctx, c := cfg.startClient(ctx, "/pkg.Svc/M", "dns:///svc.example:443")
 	inner := &blockingStream{entered: make(chan struct{}), result: make(chan error)}
 	w := newClientStream(ctx, inner, c, serverStreams)
 	recvDone := make(chan error, 1)
@@ -126,7 +126,7 @@ func TestStartClientThenServer(t *testing.T) {
 	tracer := mocktracer.New()
 	client := newConfig(clientSide, []Option{WithTracer(tracer)})
 	server := newConfig(serverSide, []Option{WithTracer(tracer)})
-	ctx, c := client.startClient(context.Background(), "/pkg.Svc/M")
+	ctx, c := client.startClient(context.Background(), "/pkg.Svc/M", "")
 	out, _ := metadata.FromOutgoingContext(ctx)
 	sctx, s := server.startServer(metadata.NewIncomingContext(context.Background(), out), "/pkg.Svc/M")
 	if opentracing.SpanFromContext(sctx) != s.span {

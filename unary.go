@@ -43,6 +43,15 @@ func UnaryServerInterceptor(opts ...Option) grpc.UnaryServerInterceptor {
 	}
 }
 
+// targetOf returns the target a client calls; tests may call interceptors
+// without a ClientConn.
+func targetOf(cc *grpc.ClientConn) string {
+	if cc == nil {
+		return ""
+	}
+	return cc.Target()
+}
+
 // UnaryClientInterceptor returns an interceptor that traces unary RPCs on
 // the client: it starts a client span, child of the span in the call's
 // context if any, sends the span context to the server in the outgoing
@@ -50,7 +59,7 @@ func UnaryServerInterceptor(opts ...Option) grpc.UnaryServerInterceptor {
 func UnaryClientInterceptor(opts ...Option) grpc.UnaryClientInterceptor {
 	cfg := newConfig(clientSide, opts)
 	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, callOpts ...grpc.CallOption) error {
-		ctx, c := cfg.startClient(ctx, method)
+		ctx, c := cfg.startClient(ctx, method, targetOf(cc))
 		if c == nil {
 			return invoker(ctx, method, req, reply, cc, callOpts...)
 		}
@@ -63,9 +72,7 @@ func UnaryClientInterceptor(opts ...Option) grpc.UnaryClientInterceptor {
 				panic(r)
 			}
 		}()
-		// The full slice expression makes append copy: the caller's
-		// backing array is never written.
-		err := invoker(ctx, method, req, reply, cc, append(callOpts[:len(callOpts):len(callOpts)], grpc.Peer(&c.peer))...)
+		err := invoker(ctx, method, req, reply, cc, callOpts...)
 		returned = true
 		var resp any
 		if err == nil {
