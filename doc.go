@@ -84,8 +84,9 @@
 //	rpc.service          package.Service
 //	rpc.method           Method
 //	rpc.grpc.status_code the numeric status code, on every span, OK included
-//	peer.address         the other side's address, with peer.ipv4 or peer.ipv6
-//	                     and peer.port when it is an IP address
+//	peer.address         the other side: the client's address on a server, the
+//	                     endpoint of the dialled target on a client; with
+//	                     peer.ipv4, peer.ipv6 or peer.hostname, and peer.port
 //	error                true when the status is an error (see WithErrorClassifier)
 //
 // An error also logs the fields event=error, error.kind (the code's name) and
