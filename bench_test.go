@@ -17,14 +17,22 @@ import (
 
 // contender is one way of instrumenting both sides of a connection.
 type contender struct {
-	name   string
-	tracer func() opentracing.Tracer // nil: no instrumentation
+	name    string
+	tracer  func() opentracing.Tracer // nil: no instrumentation
+	handler bool                      // the stats handlers instead of the interceptors
 }
+
+var (
+	noop = func() opentracing.Tracer { return opentracing.NoopTracer{} }
+	mock = func() opentracing.Tracer { return mocktracer.New() }
+)
 
 var contenders = []contender{
 	{name: "base"},
-	{name: "grpctrace-noop", tracer: func() opentracing.Tracer { return opentracing.NoopTracer{} }},
-	{name: "grpctrace-mock", tracer: func() opentracing.Tracer { return mocktracer.New() }},
+	{name: "interceptors-noop", tracer: noop},
+	{name: "interceptors-mock", tracer: mock},
+	{name: "handlers-noop", tracer: noop, handler: true},
+	{name: "handlers-mock", tracer: mock, handler: true},
 }
 
 // resetEvery bounds the mock tracer's memory: it keeps every finished span.
@@ -41,12 +49,17 @@ func benchClient(b *testing.B, c contender) (testpb.TestServiceClient, func()) {
 			reset = m.Reset
 		}
 		opt := grpctrace.WithTracer(tracer)
-		srvOpts = append(srvOpts,
-			grpc.ChainUnaryInterceptor(grpctrace.UnaryServerInterceptor(opt)),
-			grpc.ChainStreamInterceptor(grpctrace.StreamServerInterceptor(opt)))
-		dialOpts = append(dialOpts,
-			grpc.WithChainUnaryInterceptor(grpctrace.UnaryClientInterceptor(opt)),
-			grpc.WithChainStreamInterceptor(grpctrace.StreamClientInterceptor(opt)))
+		if c.handler {
+			srvOpts = append(srvOpts, grpc.StatsHandler(grpctrace.NewServerHandler(opt)))
+			dialOpts = append(dialOpts, grpc.WithStatsHandler(grpctrace.NewClientHandler(opt)))
+		} else {
+			srvOpts = append(srvOpts,
+				grpc.ChainUnaryInterceptor(grpctrace.UnaryServerInterceptor(opt)),
+				grpc.ChainStreamInterceptor(grpctrace.StreamServerInterceptor(opt)))
+			dialOpts = append(dialOpts,
+				grpc.WithChainUnaryInterceptor(grpctrace.UnaryClientInterceptor(opt)),
+				grpc.WithChainStreamInterceptor(grpctrace.StreamClientInterceptor(opt)))
+		}
 	}
 	lis := bufconn.Listen(1 << 20)
 	srv := grpc.NewServer(srvOpts...)

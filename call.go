@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
+	"time"
 	"unicode/utf8"
 
 	"github.com/opentracing/opentracing-go"
@@ -17,16 +18,32 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// call is the core of grpctrace: one traced RPC on one side. It starts the
-// span, records what happens to the RPC and finishes the span exactly once,
-// whichever of the RPC's possible ends reaches it first. The interceptors
-// only translate gRPC's shapes into calls on it.
+// call is the core of grpctrace: one traced RPC (or, for the client stats
+// handler, one attempt of it) on one side. It starts the span, records what
+// happens to the RPC and finishes the span exactly once, whichever of the
+// RPC's possible ends reaches it first. The interceptors and the stats
+// handlers only translate gRPC's shapes into calls on it.
+//
+// A call is also a context: the one it was created under, which it finds
+// itself in (see Value). That puts it in the RPC's context without
+// allocating, for the stats handler to find the interceptor's call and the
+// handler's events to find their own.
 type call struct {
+	context.Context
 	cfg    *config
+	tracer opentracing.Tracer
 	method *method
+	front  front
 	ctx    context.Context // the RPC's context, carrying the span
 	span   opentracing.Span
 	ended  atomic.Bool
+
+	// attempts counts the attempts the client stats handler has started
+	// under this interceptor call.
+	attempts atomic.Int32
+	// numbers of messages received and sent, for message events; each is
+	// counted by one goroutine at a time.
+	received, sent int64
 
 	// peerTags backs the server's peer tags, given at start.
 	peerTags [4]opentracing.Tag
@@ -43,16 +60,61 @@ type call struct {
 	opts  [1]opentracing.StartSpanOption
 }
 
+// front is the front end that made a call.
+type front uint8
+
+const (
+	interceptorFront front = iota
+	handlerFront
+)
+
+// Context keys under which a call finds itself.
+type (
+	interceptorCallKey struct{}
+	handlerCallKey     struct{}
+)
+
+// Value returns the call itself for the key of its front end, and, for a
+// server call made by the stats handler, its span for OpenTracing's key:
+// the handler starts the span after gRPC has fixed the handler's context,
+// so the context answers for the span instead of carrying it.
+func (c *call) Value(key any) any {
+	switch key {
+	case interceptorCallKey{}:
+		if c.front == interceptorFront {
+			return c
+		}
+	case handlerCallKey{}:
+		if c.front == handlerFront {
+			return c
+		}
+	case activeSpanKey:
+		if c.front == handlerFront && c.cfg.side == serverSide && c.span != nil {
+			return c.span
+		}
+	}
+	return c.Context.Value(key)
+}
+
+// activeSpanKey is the key opentracing.ContextWithSpan stores a span under,
+// learnt by asking opentracing.SpanFromContext to read a probing context.
+var activeSpanKey = func() any {
+	var p keyProbe
+	opentracing.SpanFromContext(&p)
+	return p.key
+}()
+
 // startOptions is the single StartSpanOption grpctrace gives a tracer: the
 // span kind and the ChildOf reference are start options, never tags set
 // later, because some tracers (the OpenTelemetry bridge) only read them at
 // start.
 type startOptions struct {
-	cfg      *config
-	method   *method
-	parent   opentracing.SpanContext
-	peerTags []opentracing.Tag
-	refs     []opentracing.SpanReference // empty, with room for the parent
+	cfg       *config
+	method    *method
+	parent    opentracing.SpanContext
+	peerTags  []opentracing.Tag
+	refs      []opentracing.SpanReference // empty, with room for the parent
+	startTime time.Time
 }
 
 func (s *startOptions) Apply(o *opentracing.StartSpanOptions) {
@@ -64,6 +126,9 @@ func (s *startOptions) Apply(o *opentracing.StartSpanOptions) {
 			Type:              opentracing.ChildOfRef,
 			ReferencedContext: s.parent,
 		})
+	}
+	if !s.startTime.IsZero() {
+		o.StartTime = s.startTime
 	}
 	s.cfg.spanKind.Apply(o)
 	for _, t := range s.cfg.constTags {
@@ -77,81 +142,110 @@ func (s *startOptions) Apply(o *opentracing.StartSpanOptions) {
 	}
 }
 
-// newCall starts the span of one RPC; the peer's tags come from p on a
+// newCall prepares the call of one RPC under ctx, or returns nil when the
+// RPC is not to be traced. Its span is not started yet.
+func (cfg *config) newCall(ctx context.Context, fullMethod string, f front) *call {
+	tracer := cfg.tracerFor(ctx, fullMethod)
+	if tracer == nil {
+		return nil
+	}
+	return &call{Context: ctx, cfg: cfg, tracer: tracer, method: cfg.method(fullMethod), front: f}
+}
+
+// startSpan starts the call's span. The peer's tags come from p on a
 // server, from the cached tags of the target on a client.
-func (cfg *config) newCall(tracer opentracing.Tracer, m *method, parent opentracing.SpanContext, p *peer.Peer, target []opentracing.Tag) *call {
-	c := &call{cfg: cfg, method: m}
+func (c *call) startSpan(parent opentracing.SpanContext, p *peer.Peer, target []opentracing.Tag, at time.Time) {
 	peerTags := target
 	if p != nil {
 		peerTags = appendPeerTags(c.peerTags[:0], p)
 	}
-	c.start = startOptions{cfg: cfg, method: m, parent: parent, peerTags: peerTags, refs: c.refs[:0]}
+	c.start = startOptions{cfg: c.cfg, method: c.method, parent: parent, peerTags: peerTags, refs: c.refs[:0], startTime: at}
 	c.opts[0] = &c.start
-	c.span = tracer.StartSpan(m.operationName, c.opts[:]...)
+	c.span = c.tracer.StartSpan(c.method.operationName, c.opts[:]...)
 	c.start = startOptions{}
 	c.opts[0] = nil
-	return c
 }
 
-// startClient starts the client span of an RPC and returns the context to
-// call gRPC with: it carries the span, and outgoing metadata holding the
-// span context. It returns a nil call when the RPC is not to be traced.
-func (cfg *config) startClient(ctx context.Context, fullMethod, target string) (context.Context, *call) {
-	tracer := cfg.tracerFor(ctx, fullMethod)
-	if tracer == nil {
-		return ctx, nil
-	}
-	var parent opentracing.SpanContext
+// clientParent returns the span context a client span is the child of, and
+// false when the RPC is not to be traced for want of one.
+func (c *call) clientParent(ctx context.Context) (opentracing.SpanContext, bool) {
 	if p := opentracing.SpanFromContext(ctx); p != nil {
-		parent = p.Context()
-	} else if cfg.parentRequired {
-		return ctx, nil
+		return p.Context(), true
 	}
-	c := cfg.newCall(tracer, cfg.method(fullMethod), parent, nil, cfg.targets.get(target, targetTags))
+	return nil, !c.cfg.parentRequired
+}
 
-	// FromOutgoingContext returns a copy: the caller's metadata is never
-	// touched.
+// injectInto returns ctx with outgoing metadata carrying the span context:
+// a copy of ctx's outgoing metadata, so the caller's is never touched.
+func (c *call) injectInto(ctx context.Context) context.Context {
 	md, _ := metadata.FromOutgoingContext(ctx)
 	if md == nil {
 		md = make(metadata.MD, 4)
 	}
 	c.inject = injectCarrier{MetadataCarrier: MetadataCarrier(md), buf: c.values[:0]}
-	if err := tracer.Inject(c.span.Context(), opentracing.TextMap, &c.inject); err != nil {
+	if err := c.tracer.Inject(c.span.Context(), opentracing.TextMap, &c.inject); err != nil {
 		c.span.LogFields(log.String("event", eventInjectFailed), log.String("message", err.Error()))
 	}
-	ctx = opentracing.ContextWithSpan(metadata.NewOutgoingContext(ctx, md), c.span)
+	return metadata.NewOutgoingContext(ctx, md)
+}
+
+// startClient starts the client span of an RPC made through the
+// interceptors and returns the context to call gRPC with: it carries the
+// span, and outgoing metadata holding the span context. It returns a nil
+// call when the RPC is not to be traced.
+func (cfg *config) startClient(ctx context.Context, fullMethod, target string) (context.Context, *call) {
+	c := cfg.newCall(ctx, fullMethod, interceptorFront)
+	if c == nil {
+		return ctx, nil
+	}
+	parent, ok := c.clientParent(ctx)
+	if !ok {
+		return ctx, nil
+	}
+	c.startSpan(parent, nil, cfg.targets.get(target, targetTags), time.Time{})
+	ctx = opentracing.ContextWithSpan(c.injectInto(c), c.span)
 	c.ctx = ctx
 	return ctx, c
 }
 
-// startServer starts the server span of an RPC from the span context in the
-// incoming metadata and returns the handler's context, which carries the
-// span. It returns a nil call when the RPC is not to be traced.
+// startServer starts the server span of an RPC made through the
+// interceptors and returns the handler's context, which carries the span.
+// It returns a nil call when the RPC is not to be traced, or when the stats
+// handler traces it already.
 func (cfg *config) startServer(ctx context.Context, fullMethod string) (context.Context, *call) {
-	tracer := cfg.tracerFor(ctx, fullMethod)
-	if tracer == nil {
+	if h, ok := ctx.Value(handlerCallKey{}).(*call); ok && h.span != nil {
 		return ctx, nil
 	}
-	remote, extractErr := extract(tracer, incomingMetadata(ctx))
-	if remote == nil && cfg.parentRequired {
+	c := cfg.newCall(ctx, fullMethod, interceptorFront)
+	if c == nil || !c.startServerSpan(ctx, time.Time{}) {
 		return ctx, nil
-	}
-	public := cfg.public != nil && cfg.public(ctx, fullMethod)
-	parent := remote
-	if public {
-		parent = nil
-	}
-	c := cfg.newCall(tracer, cfg.method(fullMethod), parent, peerOf(ctx), nil)
-
-	if extractErr != nil {
-		c.span.LogFields(log.String("event", eventExtractFailed), log.String("message", extractErr.Error()))
-	}
-	if public && remote != nil {
-		logUntrustedParent(tracer, c.span, remote)
 	}
 	ctx = opentracing.ContextWithSpan(ctx, c.span)
 	c.ctx = ctx
 	return ctx, c
+}
+
+// startServerSpan starts a server span, child of the span context in ctx's
+// incoming metadata; it reports false, starting nothing, when a parent is
+// required and there is none.
+func (c *call) startServerSpan(ctx context.Context, at time.Time) bool {
+	remote, extractErr := extract(c.tracer, incomingMetadata(ctx))
+	if remote == nil && c.cfg.parentRequired {
+		return false
+	}
+	public := c.cfg.public != nil && c.cfg.public(ctx, c.method.full)
+	parent := remote
+	if public {
+		parent = nil
+	}
+	c.startSpan(parent, peerOf(ctx), nil, at)
+	if extractErr != nil {
+		c.span.LogFields(log.String("event", eventExtractFailed), log.String("message", extractErr.Error()))
+	}
+	if public && remote != nil {
+		logUntrustedParent(c.tracer, c.span, remote)
+	}
+	return true
 }
 
 func peerOf(ctx context.Context) *peer.Peer {
@@ -188,7 +282,10 @@ func extract(tracer opentracing.Tracer, md metadata.MD) (sc opentracing.SpanCont
 
 // end finishes the span with the RPC's outcome. Only the first call has an
 // effect, so every place that can see an RPC end may call it.
-func (c *call) end(err error, req, resp any) {
+func (c *call) end(err error, req, resp any) { c.endAt(err, req, resp, time.Time{}) }
+
+// endAt is end with the time the RPC ended, when gRPC reports it.
+func (c *call) endAt(err error, req, resp any, at time.Time) {
 	if !c.ended.CompareAndSwap(false, true) {
 		return
 	}
@@ -220,7 +317,11 @@ func (c *call) end(err error, req, resp any) {
 			d(c.ctx, c.span, info)
 		}
 	}
-	c.span.Finish()
+	if at.IsZero() {
+		c.span.Finish()
+	} else {
+		c.span.FinishWithOptions(opentracing.FinishOptions{FinishTime: at})
+	}
 }
 
 // endPanic finishes the span of an RPC whose handler panicked with r.

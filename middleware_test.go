@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"io"
+	"maps"
 	"net"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"github.com/opentracing/opentracing-go"
 	"github.com/opentracing/opentracing-go/ext"
@@ -50,7 +53,10 @@ type setup struct {
 	serverStream grpc.StreamServerInterceptor
 	noRecovery   bool
 	untracedSide string // "client" or "server": leave that side without grpctrace
-	dialOpts     []grpc.DialOption
+	// instrument is how grpctrace is installed on both sides: interceptors
+	// (the default), handlers (the stats handlers) or both.
+	instrument string
+	dialOpts   []grpc.DialOption
 	// useGlobalTracer: do not pass the test's tracer to grpctrace.
 	useGlobalTracer bool
 	// serverTracer, when set, wraps the recorder for the server side.
@@ -69,8 +75,12 @@ func newEnv(t testing.TB, s setup) *env {
 		withTracer = nil
 	}
 
+	if s.instrument == "" {
+		s.instrument = viaInterceptors
+	}
 	var unary []grpc.UnaryServerInterceptor
 	var stream []grpc.StreamServerInterceptor
+	var srvOpts []grpc.ServerOption
 	unary = append(unary, s.outerUnary...)
 	stream = append(stream, s.outerStream...)
 	if s.untracedSide != "server" {
@@ -85,8 +95,13 @@ func newEnv(t testing.TB, s setup) *env {
 		if ss == nil {
 			ss = grpctrace.StreamServerInterceptor(append(s.serverOpts, serverTracer)...)
 		}
-		unary = append(unary, su)
-		stream = append(stream, ss)
+		if s.instrument != viaHandlers {
+			unary = append(unary, su)
+			stream = append(stream, ss)
+		}
+		if s.instrument != viaInterceptors {
+			srvOpts = append(srvOpts, grpc.StatsHandler(grpctrace.NewServerHandler(append(s.serverOpts, serverTracer)...)))
+		}
 	}
 	if !s.noRecovery {
 		unary = append(unary, recovery.UnaryServerInterceptor(recovery.WithRecoveryHandler(recoverToInternal)))
@@ -96,7 +111,7 @@ func newEnv(t testing.TB, s setup) *env {
 	stream = append(stream, s.innerStream...)
 
 	lis := bufconn.Listen(1 << 20)
-	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(unary...), grpc.ChainStreamInterceptor(stream...))
+	srv := grpc.NewServer(append(srvOpts, grpc.ChainUnaryInterceptor(unary...), grpc.ChainStreamInterceptor(stream...))...)
 	testpb.RegisterTestServiceServer(srv, testpb.NewServer())
 	served := make(chan struct{})
 	go func() {
@@ -108,11 +123,14 @@ func newEnv(t testing.TB, s setup) *env {
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 	}
-	if s.untracedSide != "client" {
+	if s.untracedSide != "client" && s.instrument != viaHandlers {
 		dial = append(dial,
 			grpc.WithChainUnaryInterceptor(grpctrace.UnaryClientInterceptor(append(s.clientOpts, withTracer)...)),
 			grpc.WithChainStreamInterceptor(grpctrace.StreamClientInterceptor(append(s.clientOpts, withTracer)...)),
 		)
+	}
+	if s.untracedSide != "client" && s.instrument != viaInterceptors {
+		dial = append(dial, grpc.WithStatsHandler(grpctrace.NewClientHandler(append(s.clientOpts, withTracer)...)))
 	}
 	dial = append(dial, s.dialOpts...)
 	conn, err := grpc.NewClient("passthrough:///bufnet", dial...)
@@ -125,6 +143,58 @@ func newEnv(t testing.TB, s setup) *env {
 		<-served
 	})
 	return &env{tracer: tracer, client: testpb.NewTestServiceClient(conn), conn: conn}
+}
+
+// The ways grpctrace can be installed.
+const (
+	viaInterceptors = "interceptors"
+	viaHandlers     = "handlers"
+	viaBoth         = "both"
+)
+
+var instruments = []string{viaInterceptors, viaHandlers, viaBoth}
+
+// asInstalled turns a span tree expected from the interceptors into the one
+// expected from another instrument, by the differences the stats handlers
+// document: the client span of a handler is an attempt, tagged with the
+// address it went to (bufconn's) rather than the dialled target; with both
+// installed it is the child of the interceptor's call span and numbered;
+// the server handler does not see the client's half-close.
+func asInstalled(want []node, instrument string) []node {
+	if instrument == viaInterceptors {
+		return want
+	}
+	out := make([]node, len(want))
+	for i, n := range want {
+		out[i] = n.asInstalled(instrument)
+	}
+	return out
+}
+
+func (n node) asInstalled(instrument string) node {
+	n.Tags = maps.Clone(n.Tags)
+	n.Logs = slices.DeleteFunc(slices.Clone(n.Logs), func(l map[string]string) bool {
+		return n.Tags["span.kind"] == ext.SpanKindRPCServerEnum && l["event"] == "client half-close"
+	})
+	children := make([]node, len(n.Children))
+	for i, c := range n.Children {
+		children[i] = c.asInstalled(instrument)
+	}
+	n.Children = children
+	if n.Tags["span.kind"] != ext.SpanKindRPCClientEnum {
+		return n
+	}
+	attempt := n
+	attempt.Tags = maps.Clone(n.Tags)
+	if _, ok := attempt.Tags["peer.address"]; ok {
+		attempt.Tags["peer.address"] = "bufconn"
+	}
+	if instrument == viaHandlers {
+		return attempt
+	}
+	attempt.Tags["grpc.attempt"] = int32(1)
+	n.Children = []node{attempt}
+	return n
 }
 
 // rootContext starts the test's own span, parent of the RPC's client span.
@@ -208,7 +278,7 @@ func root(children ...node) []node {
 
 func diffTrees(t testing.TB, want, got []node) {
 	t.Helper()
-	if diff := cmp.Diff(want, got); diff != "" {
+	if diff := cmp.Diff(want, got, cmpopts.EquateEmpty()); diff != "" {
 		t.Errorf("span trees differ (-want +got):\n%s", diff)
 	}
 }
@@ -224,31 +294,33 @@ func recvAll[T any](s interface{ Recv() (*T, error) }) (int, error) {
 	}
 }
 
+// rpcCase is one RPC shape with one outcome.
+type rpcCase struct {
+	name string
+	// run performs the RPC under ctx and returns the error the caller
+	// saw at the end; it may cancel the call with cancel.
+	run  func(t *testing.T, ctx context.Context, cancel context.CancelFunc, c testpb.TestServiceClient) error
+	want []node
+	// wantCode is the status the caller must see.
+	wantCode codes.Code
+	// serverMayBeCanceled: the server may see the client's cancellation
+	// before its own deadline, legitimately ending with Canceled; the
+	// server's logs then depend on where the handler noticed.
+	serverMayBeCanceled bool
+	ignoreServerLogs    bool
+	// clientMsgFromErr: the status message is gRPC's choice (a deadline
+	// can surface as the server's RST_STREAM); the client span must
+	// then hold the message the caller saw.
+	clientMsgFromErr bool
+	// clientOnly: whether the server saw the RPC at all is gRPC's
+	// race; compare the client span alone.
+	clientOnly bool
+}
+
 // TestShapesAndOutcomes runs every RPC shape through its outcomes and
 // compares the whole span tree: the test's span, one client span child of
 // it, one server span child of the client span.
 func TestShapesAndOutcomes(t *testing.T) {
-	type rpcCase struct {
-		name string
-		// run performs the RPC under ctx and returns the error the caller
-		// saw at the end; it may cancel the call with cancel.
-		run  func(t *testing.T, ctx context.Context, cancel context.CancelFunc, c testpb.TestServiceClient) error
-		want []node
-		// wantCode is the status the caller must see.
-		wantCode codes.Code
-		// serverMayBeCanceled: the server may see the client's cancellation
-		// before its own deadline, legitimately ending with Canceled; the
-		// server's logs then depend on where the handler noticed.
-		serverMayBeCanceled bool
-		ignoreServerLogs    bool
-		// clientMsgFromErr: the status message is gRPC's choice (a deadline
-		// can surface as the server's RST_STREAM); the client span must
-		// then hold the message the caller saw.
-		clientMsgFromErr bool
-		// clientOnly: whether the server saw the RPC at all is gRPC's
-		// race; compare the client span alone.
-		clientOnly bool
-	}
 	const panicMsg = "panic: " + testpb.PanicValue
 	cases := []rpcCase{
 		{
@@ -486,42 +558,97 @@ func TestShapesAndOutcomes(t *testing.T) {
 			ignoreServerLogs: true,
 		},
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t, setup{})
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			ctx, rootSpan := e.rootContext(ctx)
-			err := tc.run(t, ctx, cancel, e.client)
-			if got := status.Code(err); got != tc.wantCode {
-				t.Fatalf("RPC ended with %v, want code %v", err, tc.wantCode)
-			}
-			rootSpan.Finish()
-			e.tracer.waitSettled(t)
-
-			got := e.tracer.tree()
-			want := tc.want
-			if tc.clientOnly && len(got) == 1 && len(got[0].Children) == 1 {
-				got[0].Children[0].Children = nil
-			}
-			if tc.clientMsgFromErr {
-				want[0].Children[0].Logs[0]["message"] = status.Convert(err).Message()
-			}
-			if len(got) == 1 && len(got[0].Children) == 1 && len(got[0].Children[0].Children) == 1 {
-				server := &got[0].Children[0].Children[0]
-				if tc.serverMayBeCanceled && server.Tags["rpc.grpc.status_code"] == uint32(codes.Canceled) {
-					method := want[0].Children[0].Children[0].Tags["rpc.method"].(string)
-					want = root(want[0].Children[0])
-					want[0].Children[0].Children = []node{serverSpan(method, codes.Canceled, "")}
-					server.Logs = nil
-				}
-				if tc.ignoreServerLogs {
-					server.Logs = nil
-				}
-			}
-			diffTrees(t, want, got)
-		})
+	for _, instrument := range instruments {
+		for _, tc := range cases {
+			t.Run(instrument+"/"+tc.name, func(t *testing.T) {
+				runCase(t, instrument, tc)
+			})
+		}
 	}
+}
+
+func runCase(t *testing.T, instrument string, tc rpcCase) {
+	e := newEnv(t, setup{instrument: instrument})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ctx, rootSpan := e.rootContext(ctx)
+	err := tc.run(t, ctx, cancel, e.client)
+	if got := status.Code(err); got != tc.wantCode {
+		t.Fatalf("RPC ended with %v, want code %v", err, tc.wantCode)
+	}
+	rootSpan.Finish()
+	e.tracer.waitSettled(t)
+
+	got := e.tracer.tree()
+	// The case's expectation is the interceptors' tree; adjust it for what
+	// the case leaves to gRPC, then for the instrument.
+	want := cloneTrees(tc.want)
+	client := &want[0].Children[0]
+	if tc.clientMsgFromErr {
+		client.Logs[0]["message"] = status.Convert(err).Message()
+	}
+	if tc.clientOnly {
+		client.Children = nil
+		got = dropKind(got, ext.SpanKindRPCServerEnum)
+	}
+	if server := findKind(got, ext.SpanKindRPCServerEnum); server != nil {
+		if tc.serverMayBeCanceled && server.Tags["rpc.grpc.status_code"] == uint32(codes.Canceled) {
+			method := client.Tags["rpc.method"].(string)
+			client.Children = []node{serverSpan(method, codes.Canceled, "")}
+			server.Logs = nil
+		}
+		if tc.ignoreServerLogs {
+			server.Logs = nil
+		}
+	}
+	diffTrees(t, asInstalled(want, instrument), got)
+}
+
+func cloneTrees(nodes []node) []node {
+	out := make([]node, len(nodes))
+	for i, n := range nodes {
+		n.Tags = maps.Clone(n.Tags)
+		logs := make([]map[string]string, len(n.Logs))
+		for j, l := range n.Logs {
+			logs[j] = maps.Clone(l)
+		}
+		if n.Logs == nil {
+			logs = nil
+		}
+		n.Logs = logs
+		n.Children = cloneTrees(n.Children)
+		if len(n.Children) == 0 {
+			n.Children = nil
+		}
+		out[i] = n
+	}
+	return out
+}
+
+// findKind returns the first span of the given kind, depth first.
+func findKind(nodes []node, kind ext.SpanKindEnum) *node {
+	for i := range nodes {
+		if nodes[i].Tags["span.kind"] == kind {
+			return &nodes[i]
+		}
+		if n := findKind(nodes[i].Children, kind); n != nil {
+			return n
+		}
+	}
+	return nil
+}
+
+// dropKind removes the spans of the given kind, and their descendants.
+func dropKind(nodes []node, kind ext.SpanKindEnum) []node {
+	var out []node
+	for _, n := range nodes {
+		if n.Tags["span.kind"] == kind {
+			continue
+		}
+		n.Children = dropKind(n.Children, kind)
+		out = append(out, n)
+	}
+	return out
 }
 
 // TestPanicWithoutRecovery calls the server interceptors directly with a

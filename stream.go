@@ -97,9 +97,6 @@ type streamEnd struct {
 	// stop unregisters the context watch; set before the stream is handed
 	// out and never called by the watch itself.
 	stop func() bool
-	// numbers of messages received and sent, for message events; RecvMsg
-	// and SendMsg may each be called by one goroutine at a time.
-	received, sent int64
 }
 
 const ctxDoneBit = 1 << 30

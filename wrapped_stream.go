@@ -18,8 +18,6 @@ type WrappedServerStream struct {
 	grpc.ServerStream
 	ctx  context.Context
 	call *call // nil when built by WrapServerStream
-	// numbers of messages received and sent, for message events
-	received, sent int64
 }
 
 // WrapServerStream returns ss with its context replaced by ctx; a nil ctx
@@ -43,8 +41,8 @@ func (w *WrappedServerStream) RecvMsg(m any) error {
 	}
 	switch {
 	case err == nil:
-		w.received++
-		w.call.message(received, w.received, m)
+		w.call.received++
+		w.call.message(received, w.call.received, m)
 	case err == io.EOF:
 		w.call.event(eventClientHalfClose)
 	default:
@@ -60,8 +58,8 @@ func (w *WrappedServerStream) SendMsg(m any) error {
 		return err
 	}
 	if err == nil {
-		w.sent++
-		w.call.message(sent, w.sent, m)
+		w.call.sent++
+		w.call.message(sent, w.call.sent, m)
 	} else {
 		w.call.messageError(eventSendError, err)
 	}
