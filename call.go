@@ -351,30 +351,35 @@ const (
 // message logs one message, as far as the options ask for it: its number
 // and size with message events, its text with payload logging.
 func (c *call) message(dir direction, seq int64, msg any) {
-	switch {
-	case c.cfg.messageEvents && c.cfg.logPayloads:
-		c.span.LogFields(
-			log.String("event", eventMessage),
-			log.String("message.type", string(dir)),
-			log.Int64("message.id", seq),
-			log.Int("message.uncompressed_size", messageSize(msg)),
-			log.String("payload", formatPayload(msg)),
-		)
-	case c.cfg.messageEvents:
-		c.span.LogFields(
-			log.String("event", eventMessage),
-			log.String("message.type", string(dir)),
-			log.Int64("message.id", seq),
-			log.Int("message.uncompressed_size", messageSize(msg)),
-		)
-	case c.cfg.logPayloads:
-		c.span.LogFields(
-			log.String("event", eventMessage),
-			log.String("message.type", string(dir)),
-			log.Int64("message.id", seq),
-			log.String("payload", formatPayload(msg)),
-		)
+	if !c.cfg.messageEvents && !c.cfg.logPayloads {
+		return
 	}
+	size := -1
+	if c.cfg.messageEvents {
+		size = messageSize(msg)
+	}
+	c.logMessage(dir, seq, msg, size, -1, -1)
+}
+
+// logMessage logs a message event; a negative size is one not known.
+func (c *call) logMessage(dir direction, seq int64, msg any, size, compressed, wire int) {
+	var buf [7]log.Field
+	fields := append(buf[:0],
+		log.String("event", eventMessage),
+		log.String("message.type", string(dir)),
+		log.Int64("message.id", seq))
+	if size >= 0 {
+		fields = append(fields, log.Int("message.uncompressed_size", size))
+	}
+	if compressed >= 0 {
+		fields = append(fields, log.Int("message.compressed_size", compressed), log.Int("message.wire_size", wire))
+	}
+	if c.cfg.logPayloads {
+		if text, ok := c.payload(msg); ok {
+			fields = append(fields, log.String("payload", text))
+		}
+	}
+	c.span.LogFields(fields...)
 }
 
 func messageSize(msg any) int {
@@ -384,26 +389,36 @@ func messageSize(msg any) int {
 	return 0
 }
 
-// maxPayloadBytes caps a logged payload: a span is not the place for bulk
-// data, and tracers buffer logs in memory.
-const maxPayloadBytes = 4 << 10
+// defaultPayloadLimit caps a logged payload: a span is not the place for
+// bulk data, and tracers buffer logs in memory.
+const defaultPayloadLimit = 4 << 10
 
-func formatPayload(msg any) string {
+// payload returns the text to log for msg, after the redactor, cut to the
+// limit; false when the redactor dropped it.
+func (c *call) payload(msg any) (string, bool) {
+	if c.cfg.redact != nil {
+		if msg = c.cfg.redact(c.ctx, c.method.full, msg); msg == nil {
+			return "", false
+		}
+	}
 	var s string
 	if m, ok := msg.(proto.Message); ok && m != nil {
 		s = prototext.MarshalOptions{}.Format(m)
 	} else {
 		s = fmt.Sprint(msg)
 	}
-	if len(s) <= maxPayloadBytes {
-		return s
+	limit := c.cfg.payloadLimit
+	if len(s) <= limit {
+		return s, true
 	}
-	cut := maxPayloadBytes
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
+	for limit > 0 && !utf8.RuneStart(s[limit]) {
+		limit--
 	}
-	return s[:cut] + "…(truncated)"
+	return s[:limit] + truncatedMark, true
 }
+
+// truncatedMark ends a payload cut to the limit.
+const truncatedMark = "…(truncated)"
 
 // Event names grpctrace logs on spans.
 const (

@@ -88,10 +88,37 @@ func WithSpanDecorator(d SpanDecorator) Option {
 }
 
 // WithPayloadLogging logs request and response messages on the span, in
-// text form and cut to 4 KiB each. It is off by default: payloads often hold
-// data that must not leave the service.
+// text form (Protocol Buffers text format for proto messages), each cut to
+// 4 KiB (see WithPayloadLimit) after WithPayloadRedactor's hook. It is off by
+// default: payloads often hold data that must not leave the service.
 func WithPayloadLogging() Option {
 	return optionFunc(func(c *config) { c.logPayloads = true })
+}
+
+// WithPayloadLimit sets how many bytes of each payload's text
+// WithPayloadLogging logs; longer texts are cut, at a character boundary,
+// and marked "…(truncated)". Values below 1 are ignored.
+func WithPayloadLimit(bytes int) Option {
+	return optionFunc(func(c *config) {
+		if bytes > 0 {
+			c.payloadLimit = bytes
+		}
+	})
+}
+
+// PayloadRedactor decides what WithPayloadLogging logs of a message: msg
+// itself, a copy with fields masked or cleared (never modify msg: gRPC and
+// the application still use it), or nil to log no payload.
+type PayloadRedactor func(ctx context.Context, fullMethod string, msg any) any
+
+// WithPayloadRedactor passes every payload through r before it is logged.
+// It has no effect without WithPayloadLogging.
+func WithPayloadRedactor(r PayloadRedactor) Option {
+	return optionFunc(func(c *config) {
+		if r != nil {
+			c.redact = r
+		}
+	})
 }
 
 // WithMessageEvents logs an event per stream message with its direction,
@@ -152,6 +179,8 @@ type config struct {
 	operationName  func(string) string
 	decorators     []SpanDecorator
 	logPayloads    bool
+	payloadLimit   int
+	redact         PayloadRedactor
 	messageEvents  bool
 	parentRequired bool
 	public         func(context.Context, string) bool
@@ -174,6 +203,9 @@ func newConfig(s side, opts []Option) *config {
 	}
 	if c.isError == nil {
 		c.isError = defaultIsError(s)
+	}
+	if c.payloadLimit == 0 {
+		c.payloadLimit = defaultPayloadLimit
 	}
 	c.spanKind = s.kindTag()
 	c.constTags = []opentracing.Tag{

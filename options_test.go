@@ -495,3 +495,36 @@ func TestNoopTracerDoesNothing(t *testing.T) {
 		}
 	}
 }
+
+func TestPayloadLimitAndRedactor(t *testing.T) {
+	mask := grpctrace.WithPayloadRedactor(func(_ context.Context, method string, msg any) any {
+		req, ok := msg.(*testpb.Request)
+		if !ok {
+			return nil // log no response payloads at all
+		}
+		masked := proto.Clone(req).(*testpb.Request)
+		masked.Value = "***"
+		return masked
+	})
+	opts := []grpctrace.Option{grpctrace.WithPayloadLogging(), mask, grpctrace.WithPayloadLimit(12)}
+	e := newEnv(t, setup{serverOpts: opts, clientOpts: opts})
+	req := &testpb.Request{Value: "card 4111 1111 1111 1111", SleepMs: 1}
+	if _, err := e.client.Unary(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	if req.Value != "card 4111 1111 1111 1111" {
+		t.Fatalf("the redactor's masking reached the caller's message: %q", req.Value)
+	}
+	e.tracer.waitSettled(t)
+	masked := prototext.MarshalOptions{}.Format(&testpb.Request{Value: "***", SleepMs: 1})
+	cut := masked[:12] + "…(truncated)"
+	reqLog := func(dir string) map[string]string {
+		return map[string]string{"event": "message", "message.type": dir, "message.id": "1", "payload": cut}
+	}
+	respLog := func(dir string) map[string]string {
+		return map[string]string{"event": "message", "message.type": dir, "message.id": "1"}
+	}
+	want := clientSpan("Unary", codes.OK, "").logged(reqLog("SENT"), respLog("RECEIVED")).
+		with(serverSpan("Unary", codes.OK, "").logged(reqLog("RECEIVED"), respLog("SENT")))
+	diffTrees(t, []node{want}, e.tracer.tree())
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"time"
 
-	"github.com/opentracing/opentracing-go/log"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/stats"
 )
@@ -137,12 +136,12 @@ func (c *call) handle(s stats.RPCStats) {
 	case *stats.InPayload:
 		if c.cfg.messageEvents || c.cfg.logPayloads {
 			c.received++
-			c.wireMessage(received, c.received, s.Payload, s.Length, s.CompressedLength, s.WireLength)
+			c.statsMessage(received, c.received, s.Payload, s.Length, s.CompressedLength, s.WireLength)
 		}
 	case *stats.OutPayload:
 		if c.cfg.messageEvents || c.cfg.logPayloads {
 			c.sent++
-			c.wireMessage(sent, c.sent, s.Payload, s.Length, s.CompressedLength, s.WireLength)
+			c.statsMessage(sent, c.sent, s.Payload, s.Length, s.CompressedLength, s.WireLength)
 		}
 	case *stats.InHeader:
 		if s.Client && c.cfg.messageEvents {
@@ -157,23 +156,12 @@ func (c *call) handle(s stats.RPCStats) {
 	}
 }
 
-// wireMessage logs a message as gRPC measured it.
-func (c *call) wireMessage(dir direction, seq int64, msg any, size, compressed, wire int) {
-	fields := []log.Field{
-		log.String("event", eventMessage),
-		log.String("message.type", string(dir)),
-		log.Int64("message.id", seq),
+// statsMessage logs a message as gRPC measured it.
+func (c *call) statsMessage(dir direction, seq int64, msg any, size, compressed, wire int) {
+	if !c.cfg.messageEvents {
+		size, compressed, wire = -1, -1, -1
 	}
-	if c.cfg.messageEvents {
-		fields = append(fields,
-			log.Int("message.uncompressed_size", size),
-			log.Int("message.compressed_size", compressed),
-			log.Int("message.wire_size", wire))
-	}
-	if c.cfg.logPayloads {
-		fields = append(fields, log.String("payload", formatPayload(msg)))
-	}
-	c.span.LogFields(fields...)
+	c.logMessage(dir, seq, msg, size, compressed, wire)
 }
 
 // Tags and events only the stats handlers record.
