@@ -4,9 +4,11 @@
 // RPC, the server's a child of the client's.
 //
 // It provides client and server interceptors for unary and streaming RPCs,
-// which can be used directly or in go-grpc-middleware chains; a
-// MetadataCarrier that carries span contexts in gRPC metadata; and a
-// WrappedServerStream that replaces a server stream's context.
+// which can be used directly or in go-grpc-middleware chains; stats
+// handlers (NewServerHandler, NewClientHandler) that trace the same way from
+// gRPC's own view of each RPC, retry attempts included; a MetadataCarrier
+// that carries span contexts in gRPC metadata; and a WrappedServerStream
+// that replaces a server stream's context.
 //
 // # Usage
 //
