@@ -327,6 +327,12 @@ func TestFilterAndOperationName(t *testing.T) {
 }
 
 func TestSpanDecorator(t *testing.T) {
+	for _, instrument := range instruments {
+		t.Run(instrument, func(t *testing.T) { testSpanDecorator(t, instrument) })
+	}
+}
+
+func testSpanDecorator(t *testing.T, instrument string) {
 	var mu sync.Mutex
 	var infos []grpctrace.RPCInfo
 	deco := grpctrace.WithSpanDecorator(func(ctx context.Context, span opentracing.Span, rpc grpctrace.RPCInfo) {
@@ -338,27 +344,34 @@ func TestSpanDecorator(t *testing.T) {
 		infos = append(infos, rpc)
 		mu.Unlock()
 	})
-	e := newEnv(t, setup{serverOpts: []grpctrace.Option{deco}, clientOpts: []grpctrace.Option{deco, nil, grpctrace.WithTracer(nil)}})
+	e := newEnv(t, setup{instrument: instrument, serverOpts: []grpctrace.Option{deco}, clientOpts: []grpctrace.Option{deco, nil, grpctrace.WithTracer(nil)}})
 	req := &testpb.Request{FailCode: int32(codes.NotFound), FailMessage: "nf"}
 	_, rpcErr := e.client.Unary(context.Background(), req)
 	e.tracer.waitSettled(t)
 	client, server := clientSpan("Unary", codes.NotFound, "nf"), serverSpan("Unary", codes.NotFound, "nf")
 	client.Tags["decorated"], server.Tags["decorated"] = true, false
-	diffTrees(t, []node{client.with(server)}, e.tracer.tree())
+	diffTrees(t, asInstalled([]node{client.with(server)}, instrument), e.tracer.tree())
 
 	mu.Lock()
 	defer mu.Unlock()
-	if len(infos) != 2 {
-		t.Fatalf("decorator called %d times, want 2", len(infos))
+	// One call per span: with both front ends the client has a call span
+	// and an attempt span.
+	want := map[string]int{viaInterceptors: 2, viaHandlers: 2, viaBoth: 3}[instrument]
+	if len(infos) != want {
+		t.Fatalf("decorator called %d times, want %d", len(infos), want)
 	}
 	for _, info := range infos {
 		if info.FullMethod != "/"+service+"/Unary" || info.Code != codes.NotFound || info.Response != nil ||
-			!proto.Equal(info.Request.(proto.Message), req) || status.Code(info.Err) != codes.NotFound {
+			status.Code(info.Err) != codes.NotFound {
 			t.Errorf("decorator got %+v", info)
 		}
+		// The stats handlers do not see the unary request.
+		if m, ok := info.Request.(proto.Message); ok && !proto.Equal(m, req) || !ok && instrument == viaInterceptors {
+			t.Errorf("decorator got request %v, want %v", info.Request, req)
+		}
 	}
-	if infos[1].Err != rpcErr {
-		t.Errorf("client decorator got error %v, not the one returned to the caller", infos[1].Err)
+	if last := infos[len(infos)-1]; instrument != viaHandlers && last.Err != rpcErr {
+		t.Errorf("client decorator got error %v, not the one returned to the caller", last.Err)
 	}
 }
 

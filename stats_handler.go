@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/opentracing/opentracing-go"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/stats"
 )
@@ -104,8 +105,13 @@ func (h *clientHandler) TagRPC(ctx context.Context, info *stats.RPCTagInfo) cont
 			c.span.SetTag(tagRetry, true)
 		}
 	}
-	c.ctx = c.injectInto(c)
-	return c.ctx
+	ctx = c.injectInto(c)
+	c.ctx = ctx
+	if len(c.cfg.decorators) > 0 {
+		// Decorators are promised a context carrying their span.
+		c.ctx = opentracing.ContextWithSpan(ctx, c.span)
+	}
+	return ctx
 }
 
 func (h *clientHandler) HandleRPC(ctx context.Context, s stats.RPCStats) {
