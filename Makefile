@@ -8,7 +8,7 @@ MODULES := $(shell find . -name go.mod -not -path './tools/*' -printf '%h\n' | s
 BIN := $(CURDIR)/bin
 STATICCHECK := $(BIN)/staticcheck
 
-.PHONY: all test lint fmt-check vet staticcheck race bench proto proto-check clean
+.PHONY: all test lint fmt-check vet staticcheck race bench bench-compare proto proto-check clean
 
 all: test
 
@@ -37,6 +37,23 @@ race:
 ## bench: the root package's benchmarks, untraced baseline next to grpctrace.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 .
+
+## bench-compare: grpctrace next to peer libraries (benchmarks/), in interleaved rounds; writes benchmarks/RESULTS.md (about 12 minutes).
+# The library is measured as committed (git archive HEAD), with the working tree's benchmarks/.
+BENCHSTAT := $(BIN)/benchstat
+BENCH_ROUNDS ?= 6
+BENCH_TIME ?= 1s
+
+$(BENCHSTAT): tools/go.mod tools/go.sum
+	cd tools && $(GO) build -o $(BENCHSTAT) golang.org/x/perf/cmd/benchstat
+
+bench-compare: $(BENCHSTAT)
+	commit=$$(git rev-parse HEAD) && src=$$(mktemp -d) && trap 'rm -rf "$$src"' EXIT && \
+	git archive "$$commit" | tar -x -C "$$src" && \
+	rm -rf "$$src/benchmarks" && cp -R benchmarks "$$src/benchmarks" && \
+	(cd "$$src/benchmarks" && $(GO) test -c -o $(BIN)/benchmarks.test . && $(GO) build -o $(BIN)/benchcompare ./cmd/benchcompare) && \
+	cd benchmarks && $(BIN)/benchcompare -bin $(BIN)/benchmarks.test -benchstat $(BENCHSTAT) \
+		-rounds $(BENCH_ROUNDS) -benchtime $(BENCH_TIME) -commit "$$commit" -out RESULTS.md -raw RESULTS.raw.txt
 
 ## proto: regenerate testpb with the pinned protoc-gen-go and protoc-gen-go-grpc (needs protoc: apt-get install protobuf-compiler).
 proto:
