@@ -324,9 +324,16 @@ func (c *call) endAt(err error, req, resp any, at time.Time) {
 	}
 }
 
-// endPanic finishes the span of an RPC whose handler panicked with r.
-func (c *call) endPanic(r any, req any) {
+// endIfPanicking is deferred around a handler or an invoker: unless it
+// returned, it is panicking, and the span finishes with the panic as an
+// Internal error before the panic goes on unchanged, as it would untraced.
+func (c *call) endIfPanicking(returned *bool, req any) {
+	if *returned {
+		return
+	}
+	r := recover()
 	c.end(status.Errorf(codes.Internal, "panic: %v", r), req, nil)
+	panic(r)
 }
 
 // event logs a named event without payload.

@@ -24,13 +24,7 @@ func StreamServerInterceptor(opts ...Option) grpc.StreamServerInterceptor {
 			return handler(srv, ss)
 		}
 		returned := false
-		defer func() {
-			if !returned {
-				r := recover()
-				c.endPanic(r, nil)
-				panic(r)
-			}
-		}()
+		defer c.endIfPanicking(&returned, nil)
 		err := handler(srv, &WrappedServerStream{ServerStream: ss, ctx: ctx, call: c})
 		returned = true
 		c.end(err, nil, nil)
@@ -62,13 +56,7 @@ func StreamClientInterceptor(opts ...Option) grpc.StreamClientInterceptor {
 			return streamer(ctx, desc, cc, method, callOpts...)
 		}
 		returned := false
-		defer func() {
-			if !returned {
-				r := recover()
-				c.endPanic(r, nil)
-				panic(r)
-			}
-		}()
+		defer c.endIfPanicking(&returned, nil)
 		cs, err := streamer(ctx, desc, cc, method, callOpts...)
 		returned = true
 		if err != nil {

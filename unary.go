@@ -22,15 +22,7 @@ func UnaryServerInterceptor(opts ...Option) grpc.UnaryServerInterceptor {
 		}
 		c.message(received, 1, req)
 		returned := false
-		defer func() {
-			if !returned {
-				// The handler panicked: record it and let the panic go on,
-				// so that the program behaves as it would untraced.
-				r := recover()
-				c.endPanic(r, req)
-				panic(r)
-			}
-		}()
+		defer c.endIfPanicking(&returned, req)
 		resp, err = handler(ctx, req)
 		returned = true
 		if err != nil {
@@ -65,13 +57,7 @@ func UnaryClientInterceptor(opts ...Option) grpc.UnaryClientInterceptor {
 		}
 		c.message(sent, 1, req)
 		returned := false
-		defer func() {
-			if !returned {
-				r := recover()
-				c.endPanic(r, req)
-				panic(r)
-			}
-		}()
+		defer c.endIfPanicking(&returned, req)
 		err := invoker(ctx, method, req, reply, cc, callOpts...)
 		returned = true
 		var resp any
