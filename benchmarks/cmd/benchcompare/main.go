@@ -57,6 +57,9 @@ type config struct {
 	bin, benchstat, benchtime, only, out, raw, commit string
 	rounds                                            int
 	seed                                              uint64
+	// loadStart and loadEnd are the load average when the run started and
+	// ended.
+	loadStart, loadEnd string
 }
 
 // result is one benchmark's measurement in one round.
@@ -91,6 +94,7 @@ func run(cfg *config) error {
 	rng := rand.New(rand.NewPCG(cfg.seed, 0))
 
 	start := time.Now()
+	cfg.loadStart = loadAverage()
 	var results []result
 	var header []string
 	for round := 1; round <= cfg.rounds; round++ {
@@ -110,6 +114,7 @@ func run(cfg *config) error {
 		}
 	}
 	elapsed := time.Since(start)
+	cfg.loadEnd = loadAverage()
 
 	raw := rawText(header, results, benches, cfg.rounds, false)
 	if err := os.WriteFile(cfg.raw, raw, 0o644); err != nil {
@@ -124,6 +129,15 @@ func run(cfg *config) error {
 	}
 	rep := newReport(cfg, header, results, elapsed, stat)
 	return os.WriteFile(cfg.out, rep.markdown(), 0o644)
+}
+
+// loadAverage is the one-minute load average, or "unknown".
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) > 0 {
+		return f[0]
+	}
+	return "unknown"
 }
 
 // runOne runs b alone in a process of its own and returns its result and

@@ -121,8 +121,9 @@ func (r *report) markdown() []byte {
 	p("- library: %s\n", r.commitLine())
 	p("- peers: github.com/opentracing-contrib/go-grpc v0.1.4 (`otgrpc`), github.com/grpc-ecosystem/go-grpc-middleware v1.4.0 `tracing/opentracing` (`middleware`), otelgrpc v0.72.0 stats handlers (`otelgrpc`); gRPC-Go and tracers as in `benchmarks/go.mod`\n")
 	p("- machine: %s, GOMAXPROCS %d, %s\n", r.headerValue("cpu"), runtime.GOMAXPROCS(0), runtime.Version())
-	p("- %d rounds; each round runs every benchmark once (`-benchtime %s`), each in a process of its own, in an order shuffled per round (seed %d); %s in all\n\n",
+	p("- %d rounds; each round runs every benchmark once (`-benchtime %s`), each in a process of its own, in an order shuffled per round (seed %d); %s in all\n",
 		r.cfg.rounds, r.cfg.benchtime, r.cfg.seed, r.elapsed.Round(time.Second))
+	p("- load average (1 min) when the run started and ended: %s and %s (2 cores: above 2, something else competed for them)\n\n", r.cfg.loadStart, r.cfg.loadEnd)
 
 	p("## How to read this\n\n")
 	p("Every contender instruments both the client and the server of an in-memory (bufconn) connection to the test service, ")
@@ -262,11 +263,19 @@ func (r *report) headline(p func(string, ...any)) {
 		for _, impl := range ours() {
 			p("| %s ÷ best peer |", impl)
 			for _, t := range benchmarks.TracerNames {
-				best := math.Inf(1)
+				g := benchmarks.Benchmark{Case: cs, Impl: impl, Tracer: t}
+				best, noisy := math.Inf(1), !r.consistent(g, base(cs))
 				for _, peer := range benchmarks.Peers() {
-					best = math.Min(best, r.overhead(benchmarks.Benchmark{Case: cs, Impl: peer, Tracer: t}, v.m))
+					pb := benchmarks.Benchmark{Case: cs, Impl: peer, Tracer: t}
+					if o := r.overhead(pb, v.m); o < best {
+						best, noisy = o, !r.consistent(g, base(cs)) || !r.consistent(pb, base(cs))
+					}
 				}
-				p(" %s |", ratio(r.overhead(benchmarks.Benchmark{Case: cs, Impl: impl, Tracer: t}, v.m), best, v.min))
+				cell := ratio(r.overhead(g, v.m), best, v.min)
+				if v.time && noisy && cell != "—" {
+					cell = "~ " + cell
+				}
+				p(" %s |", cell)
 			}
 			p("\n")
 		}
@@ -448,9 +457,9 @@ func (r *report) caseTable(p func(string, ...any), cs string) {
 					p(" | | | |")
 					continue
 				}
-				vsT := "—"
-				if r.consistent(pb, bb) {
-					vsT = ratio(r.overhead(gb, nsOf), r.overhead(pb, nsOf), 0)
+				vsT := ratio(r.overhead(gb, nsOf), r.overhead(pb, nsOf), 0)
+				if vsT != "—" && (!r.consistent(pb, bb) || !r.consistent(gb, bb)) {
+					vsT = "~ " + vsT
 				}
 				below, above, rounds := r.signs(gb, pb)
 				var verdict string
@@ -461,7 +470,7 @@ func (r *report) caseTable(p func(string, ...any), cs string) {
 					verdict = fmt.Sprintf("**slower** in %d/%d", above, rounds)
 				default:
 					verdict = fmt.Sprintf("~ (faster in %d/%d)", below, rounds)
-					if vsT != "—" {
+					if vsT != "—" && !strings.HasPrefix(vsT, "~") {
 						vsT = "~ " + vsT
 					}
 				}
