@@ -8,7 +8,7 @@ MODULES := $(shell find . -name go.mod -not -path './tools/*' -printf '%h\n' | s
 BIN := $(CURDIR)/bin
 STATICCHECK := $(BIN)/staticcheck
 
-.PHONY: all test lint fmt-check vet staticcheck race bench bench-compare proto proto-check clean
+.PHONY: all test lint fmt-check vet staticcheck race bench bench-compare proto proto-check clean demo
 
 all: test
 
@@ -33,6 +33,11 @@ staticcheck: $(STATICCHECK)
 
 race:
 	@for m in $(MODULES); do echo "go test -race $$m"; (cd $$m && $(GO) test -race -count=1 ./...); done
+
+## demo: the demo (examples/cmd/demo): every RPC shape traced, printed as trees and a waterfall; DEMO_FLAGS='-otlp 127.0.0.1:4317' exports over OTLP too, DEMO_FLAGS=-h lists the flags.
+DEMO_FLAGS ?=
+demo:
+	cd examples && $(GO) run ./cmd/demo $(DEMO_FLAGS)
 
 ## bench: the root package's benchmarks, untraced baseline next to grpctrace.
 bench:
