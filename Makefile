@@ -8,7 +8,7 @@ MODULES := $(shell find . -name go.mod -not -path './tools/*' -printf '%h\n' | s
 BIN := $(CURDIR)/bin
 STATICCHECK := $(BIN)/staticcheck
 
-.PHONY: all test lint fmt-check vet staticcheck race bench bench-compare proto proto-check clean demo
+.PHONY: all test lint fmt-check vet staticcheck race bench bench-compare proto proto-check clean demo e2e
 
 all: test
 
@@ -38,6 +38,11 @@ race:
 DEMO_FLAGS ?=
 demo:
 	cd examples && $(GO) run ./cmd/demo $(DEMO_FLAGS)
+
+## e2e: build Jaeger v1.76.0 (tools/e2e; kept in the Go build cache), run it on 127.0.0.1 and the e2e/ tests against it, then stop it.
+e2e:
+	@echo "e2e: building Jaeger (tools/e2e): several minutes the first time, then from the Go build cache"
+	jaeger=$$(cd tools/e2e && $(GO) tool -n jaeger) && GO=$(GO) bash e2e/run.sh "$$jaeger" -timeout 5m
 
 ## bench: the root package's benchmarks, untraced baseline next to grpctrace.
 bench:
