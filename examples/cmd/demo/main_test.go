@@ -26,6 +26,18 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
+// noOTelEnv clears the OpenTelemetry variables the demo reads, so that
+// the environment the tests run in cannot change what they check.
+func noOTelEnv(t *testing.T) {
+	for _, v := range []string{
+		"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+		"OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+		"OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES",
+	} {
+		t.Setenv(v, "")
+	}
+}
+
 // syncBuffer is a bytes.Buffer safe to read while run writes to it.
 type syncBuffer struct {
 	mu  sync.Mutex
@@ -60,6 +72,7 @@ const svc = "/grpctrace.testpb.TestService/"
 // The default run: server and client in one process, every RPC shape in
 // one trace, printed as a tree and as a waterfall.
 func TestRunAll(t *testing.T) {
+	noOTelEnv(t)
 	var stdout, stderr syncBuffer
 	if err := run(context.Background(), nil, &stdout, &stderr); err != nil {
 		t.Fatalf("run: %v\nstderr:\n%s", err, stderr.String())
@@ -138,6 +151,7 @@ func TestRunAll(t *testing.T) {
 // has the client spans under the demo span, the server's the server spans
 // of the same trace, whose parents it did not record.
 func TestRunServerAndClient(t *testing.T) {
+	noOTelEnv(t)
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	var srvOut, srvErr syncBuffer
@@ -264,6 +278,7 @@ func checkExported(t *testing.T, rcv *otlpReceiver, out, service string) {
 // -otlp exports the spans to an OTLP/gRPC receiver; -print=false prints no
 // trees.
 func TestRunOTLPFlag(t *testing.T) {
+	noOTelEnv(t)
 	rcv, addr := grpcReceiver(t)
 	var stdout, stderr syncBuffer
 	if err := run(context.Background(), []string{"-otlp", addr, "-print=false", "-service", "flagged"}, &stdout, &stderr); err != nil {
@@ -278,6 +293,7 @@ func TestRunOTLPFlag(t *testing.T) {
 // With no -otlp, the standard environment variables choose the endpoint,
 // the protocol and the service name.
 func TestRunOTLPEnvironment(t *testing.T) {
+	noOTelEnv(t)
 	t.Run("grpc", func(t *testing.T) {
 		rcv, addr := grpcReceiver(t)
 		t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://"+addr)
@@ -308,6 +324,7 @@ func TestRunOTLPEnvironment(t *testing.T) {
 // A collector that cannot be reached makes the run fail, rather than
 // losing the spans quietly.
 func TestRunOTLPUnreachable(t *testing.T) {
+	noOTelEnv(t)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -322,6 +339,7 @@ func TestRunOTLPUnreachable(t *testing.T) {
 }
 
 func TestUsage(t *testing.T) {
+	noOTelEnv(t)
 	var stdout, stderr syncBuffer
 	if err := run(context.Background(), []string{"-h"}, &stdout, &stderr); !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("-h: %v", err)
