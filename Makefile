@@ -8,12 +8,12 @@ MODULES := $(shell find . -name go.mod -not -path './tools/*' -printf '%h\n' | s
 BIN := $(CURDIR)/bin
 STATICCHECK := $(BIN)/staticcheck
 
-.PHONY: all test lint fmt-check vet staticcheck race bench bench-compare proto proto-check clean demo e2e
+.PHONY: all test lint fmt-check vet staticcheck race bench bench-compare proto proto-check clean demo e2e fuzz fuzz-short soak fuzz-for
 
 all: test
 
-## test: everything CI checks: formatting, vet, staticcheck, and the race-enabled tests of every module.
-test: lint race
+## test: everything CI checks: formatting, vet, staticcheck, the race-enabled tests of every module (the hardening soak's short version, 2000 RPCs, among them), and each fuzz target for FUZZ_SHORT.
+test: lint race fuzz-short
 
 ## lint: gofmt, go vet and staticcheck over every module.
 lint: fmt-check vet staticcheck
@@ -33,6 +33,29 @@ staticcheck: $(STATICCHECK)
 
 race:
 	@for m in $(MODULES); do echo "go test -race $$m"; (cd $$m && $(GO) test -race -count=1 ./...); done
+
+## fuzz: each fuzz target of the root package for FUZZ_TIME (20s); new failures land in testdata/fuzz/.
+## fuzz-short: the same, FUZZ_SHORT (3s) each, as make test runs it.
+FUZZ_TIME ?= 20s
+FUZZ_SHORT ?= 3s
+fuzz:
+	@$(MAKE) --no-print-directory fuzz-for FUZZ_FOR=$(FUZZ_TIME)
+
+fuzz-short:
+	@$(MAKE) --no-print-directory fuzz-for FUZZ_FOR=$(FUZZ_SHORT)
+
+fuzz-for:
+	@for f in $$($(GO) test -list '^Fuzz' . | grep '^Fuzz'); do \
+		echo "go test -fuzz $$f -fuzztime $(FUZZ_FOR)"; \
+		$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZ_FOR) . 2>&1 | tail -n 3; \
+		test "$${PIPESTATUS[0]}" -eq 0; \
+	done
+
+## soak: the load soak (hardening/), SOAK_RPCS RPCs (100000) at concurrency 64 through the OpenTelemetry bridge; SOAK_FLAGS=-race adds the race detector.
+SOAK_RPCS ?= 100000
+SOAK_FLAGS ?=
+soak:
+	cd hardening && $(GO) test -count=1 -v -run '^TestSoak$$' -timeout 60m $(SOAK_FLAGS) . -soak.rpcs=$(SOAK_RPCS) | grep -v '^=== RUN'
 
 ## demo: the demo (examples/cmd/demo): every RPC shape traced, printed as trees and a waterfall; DEMO_FLAGS='-otlp 127.0.0.1:4317' exports over OTLP too, DEMO_FLAGS=-h lists the flags.
 DEMO_FLAGS ?=

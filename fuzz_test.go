@@ -193,27 +193,18 @@ func FuzzServerExtract(f *testing.F) {
 			}
 		} else if span.ParentID != 0 {
 			// Joined a trace: the parent is a span the metadata named.
-			if !namesSpan(keys, vals, span.ParentID) {
-				t.Errorf("parent span %d, not named by the metadata %q", span.ParentID, md)
+			if !namesSpan(md, span.ParentID) {
+				t.Errorf("parent span %d, not named by the metadata %q", span.ParentID, map[string][]string(md))
 			}
 		}
 	})
 }
 
 // corruptPacked reports whether md holds a packed-header entry that does
-// not decode, by the format's definition (a uvarint key length, then at
-// least that many bytes), decoded here independently of the library.
+// not decode.
 func corruptPacked(md metadata.MD) bool {
 	for _, e := range md[packedKey] {
-		n, i, ok := uint64(0), 0, false
-		for ; i < len(e) && i < 10; i++ {
-			n |= uint64(e[i]&0x7f) << (7 * i)
-			if e[i] < 0x80 {
-				ok = true
-				break
-			}
-		}
-		if !ok || n > uint64(len(e)-i-1) {
+		if _, _, ok := decodePacked(e); !ok {
 			return true
 		}
 	}
@@ -231,15 +222,43 @@ func hasEvent(s *mocktracer.MockSpan, name string) bool {
 	return false
 }
 
-// namesSpan reports whether a pair of the metadata names span id as the
-// mock tracer reads it: key mockpfx-ids-spanid in any case, a decimal value.
-func namesSpan(keys, vals []string, id int) bool {
-	for i, k := range keys {
-		if n, err := strconv.Atoi(vals[i]); err == nil && n == id && strings.ToLower(k) == "mockpfx-ids-spanid" {
-			return true
+// namesSpan reports whether a pair of the metadata, plain or packed,
+// names span id as the mock tracer reads it: key mockpfx-ids-spanid in any
+// case, a decimal value.
+func namesSpan(md metadata.MD, id int) bool {
+	names := func(k, v string) bool {
+		n, err := strconv.Atoi(v)
+		return err == nil && n == id && strings.ToLower(k) == "mockpfx-ids-spanid"
+	}
+	for k, vs := range md {
+		for _, v := range vs {
+			if k == packedKey {
+				if pk, pv, ok := decodePacked(v); ok && names(pk, pv) {
+					return true
+				}
+			} else if names(k, v) {
+				return true
+			}
 		}
 	}
 	return false
+}
+
+// decodePacked decodes a packed-header entry by the format's definition (a
+// uvarint key length, the key, the value), independently of the library.
+func decodePacked(e string) (key, val string, ok bool) {
+	n, i := uint64(0), 0
+	for ; i < len(e) && i < 10; i++ {
+		n |= uint64(e[i]&0x7f) << (7 * i)
+		if e[i] < 0x80 {
+			rest := e[i+1:]
+			if n > uint64(len(rest)) {
+				return "", "", false
+			}
+			return rest[:n], rest[n:], true
+		}
+	}
+	return "", "", false
 }
 
 func copyMD(md metadata.MD) metadata.MD {
