@@ -324,7 +324,7 @@ func TestProxyStall(t *testing.T) {
 				t.Errorf("server span ended %v from the deadline, want within [-100 ms, 500 ms]", d)
 			}
 			p.unstall()
-			t.Logf("fault: connection stalled mid-%s, deadline %v: client RPC %v at deadline%+v, client span %v at deadline%+v; server span %v at deadline%+v",
+			t.Logf("fault: connection stalled mid-%s, deadline %v: client RPC %v %v after the deadline, client span %v %v after it; server span %v %v after it",
 				shape, deadline, status.Code(err), failedAt.Sub(due).Round(time.Microsecond), codes.DeadlineExceeded,
 				client.End.Sub(due).Round(time.Microsecond), sc, ss.End.Sub(due).Round(time.Microsecond))
 		})
