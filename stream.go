@@ -70,6 +70,10 @@ func StreamClientInterceptor(opts ...Option) grpc.StreamClientInterceptor {
 // clientStream is the stream handed to the caller. Everything that decides
 // the end lives in streamEnd, which must never point back here: the GC
 // cleanup that catches abandoned streams watches this object.
+//
+// Each method that can block keeps the wrapper alive until it returns: a
+// caller blocked in RecvMsg may hold no other reference to it, and the
+// cleanup must not call an RPC abandoned while it is still being waited on.
 type clientStream struct {
 	grpc.ClientStream
 	end *streamEnd
@@ -154,6 +158,7 @@ func (w *clientStream) RecvMsg(m any) error {
 		// did not end the RPC.
 		e.finish(e.contextError())
 	}
+	runtime.KeepAlive(w)
 	return err
 }
 
@@ -169,6 +174,7 @@ func (w *clientStream) SendMsg(m any) error {
 	case err != io.EOF:
 		e.finish(err)
 	}
+	runtime.KeepAlive(w)
 	return err
 }
 
@@ -181,6 +187,7 @@ func (w *clientStream) CloseSend() error {
 	} else if w.end.cfg.messageEvents {
 		w.end.event(eventCloseSend)
 	}
+	runtime.KeepAlive(w)
 	return err
 }
 
@@ -190,5 +197,6 @@ func (w *clientStream) Header() (metadata.MD, error) {
 	if err != nil {
 		w.end.finish(err)
 	}
+	runtime.KeepAlive(w)
 	return md, err
 }

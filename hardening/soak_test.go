@@ -7,7 +7,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
-	"os"
 	"runtime"
 	"slices"
 	"sort"
@@ -31,10 +30,6 @@ import (
 	"github.com/c2e00e20/grpctrace/hardening/internal/spanlog"
 	"github.com/c2e00e20/grpctrace/testpb"
 )
-
-// knownBugs soaks without the workarounds of library bugs reported but
-// not fixed yet.
-var knownBugs = os.Getenv("GRPCTRACE_KNOWN_BUGS") != ""
 
 var (
 	soakRPCs        = flag.Int("soak.rpcs", 2000, "RPCs the soak makes (make soak: SOAK_RPCS)")
@@ -443,14 +438,6 @@ func (r *soakRun) call(ctx context.Context, cancel context.CancelFunc, rng *rand
 			cancelSoon(rng, cancel)
 		}
 		_, err = s.CloseAndRecv()
-		if !knownBugs {
-			// Known library bug (TestStreamNotAbandonedDuringRecvMsg in
-			// the root package): a collection during a stream's last
-			// RecvMsg finishes its span as abandoned. Until it is
-			// fixed, keep the stream referenced past CloseAndRecv;
-			// GRPCTRACE_KNOWN_BUGS=1 soaks without this.
-			runtime.KeepAlive(s)
-		}
 		return err
 
 	case "Bidi":

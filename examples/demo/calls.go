@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"runtime"
 	"strings"
 
 	"github.com/opentracing/opentracing-go"
@@ -139,13 +138,6 @@ func clientStream(ctx context.Context, c testpb.TestServiceClient) (string, erro
 		}
 	}
 	resp, err := stream.CloseAndRecv()
-	// Workaround for a grpctrace bug: its client stream wrapper carries a
-	// GC cleanup that ends the span as "abandoned", and nothing keeps the
-	// wrapper reachable while a RecvMsg is under way, so when the caller
-	// holds the stream no longer than this last call, a collection during
-	// CloseAndRecv ends the span early with Unknown. Remove once the
-	// library keeps its wrapper alive through its own methods.
-	runtime.KeepAlive(stream)
 	if err != nil {
 		return "", err
 	}
