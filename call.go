@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -37,6 +38,12 @@ type call struct {
 	ctx    context.Context // the RPC's context, carrying the span
 	span   opentracing.Span
 	ended  atomic.Bool
+
+	// logMu orders the logs of messages and stream events, which may come
+	// from other goroutines than the one ending the call (a client stream's
+	// context watch, gRPC's stats events), before the span's finish: no log
+	// reaches a finished span.
+	logMu sync.Mutex
 
 	// attempts counts the attempts the client stats handler has started
 	// under this interceptor call.
@@ -289,6 +296,9 @@ func (c *call) endAt(err error, req, resp any, at time.Time) {
 	if !c.ended.CompareAndSwap(false, true) {
 		return
 	}
+	// A log under way completes first; later ones see ended and drop.
+	c.logMu.Lock()
+	defer c.logMu.Unlock()
 	st, ok := status.FromError(err)
 	if !ok {
 		// What a gRPC server sends for a handler's plain error.
@@ -327,24 +337,44 @@ func (c *call) endAt(err error, req, resp any, at time.Time) {
 // endIfPanicking is deferred around a handler or an invoker: unless it
 // returned, it is panicking, and the span finishes with the panic as an
 // Internal error before the panic goes on unchanged, as it would untraced.
+// Or its goroutine is exiting through runtime.Goexit (a test's t.FailNow,
+// for one), which recover does not stop: the span finishes, and the exit
+// goes on.
 func (c *call) endIfPanicking(returned *bool, req any) {
 	if *returned {
 		return
 	}
 	r := recover()
+	if r == nil {
+		// Since Go 1.21 panic(nil) panics with a *runtime.PanicNilError,
+		// so nil here is a Goexit.
+		c.end(status.Error(codes.Unknown, goexitReason), req, nil)
+		return
+	}
 	c.end(status.Errorf(codes.Internal, "panic: %v", r), req, nil)
 	panic(r)
 }
 
 // event logs a named event without payload.
 func (c *call) event(name string) {
-	c.span.LogFields(log.String("event", name))
+	c.log(log.String("event", name))
 }
 
 // messageError logs a failed RecvMsg or SendMsg that does not end the RPC by
 // itself (its status comes from elsewhere).
 func (c *call) messageError(name string, err error) {
-	c.span.LogFields(log.String("event", name), log.String("message", err.Error()))
+	c.log(log.String("event", name), log.String("message", err.Error()))
+}
+
+// log logs fields on the span unless the call has ended: a stream's
+// messages and events may race with its end, and a finished span must not
+// be touched again.
+func (c *call) log(fields ...log.Field) {
+	c.logMu.Lock()
+	defer c.logMu.Unlock()
+	if !c.ended.Load() {
+		c.span.LogFields(fields...)
+	}
 }
 
 // direction is a message's direction, as seen from the span's side.
@@ -386,7 +416,7 @@ func (c *call) logMessage(dir direction, seq int64, msg any, size, compressed, w
 			fields = append(fields, log.String("payload", text))
 		}
 	}
-	c.span.LogFields(fields...)
+	c.log(fields...)
 }
 
 func messageSize(msg any) int {
@@ -440,4 +470,5 @@ const (
 	eventSendError        = "send error"
 	tagError              = "error"
 	abandonedStreamReason = "grpctrace: client stream abandoned: garbage collected before the RPC ended"
+	goexitReason          = "grpctrace: goroutine exited (runtime.Goexit) before the RPC returned"
 )

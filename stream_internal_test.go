@@ -3,6 +3,7 @@ package grpctrace
 import (
 	"context"
 	"io"
+	"slices"
 	"testing"
 
 	"github.com/opentracing/opentracing-go"
@@ -28,6 +29,7 @@ func (b *blockingStream) RecvMsg(any) error {
 }
 
 func (b *blockingStream) SendMsg(any) error            { return nil }
+func (b *blockingStream) CloseSend() error             { return nil }
 func (b *blockingStream) Header() (metadata.MD, error) { return nil, nil }
 func (b *blockingStream) Context() context.Context     { return context.Background() }
 
@@ -137,5 +139,44 @@ func TestStartClientThenServer(t *testing.T) {
 	spans := tracer.FinishedSpans()
 	if len(spans) != 2 || spans[0].ParentID != spans[1].SpanContext.SpanID {
 		t.Fatalf("want server span child of client span, got %v", spans)
+	}
+}
+
+// Once the span has finished (here by the call's context), sends and the
+// half-close log nothing more on it, even with message events on: a
+// finished span must not be touched, and the caller's goroutine sending
+// races with the context watch that ends the RPC.
+func TestNoLogsAfterContextEndedStream(t *testing.T) {
+	tracer := mocktracer.New()
+	cfg := newConfig(clientSide, []Option{WithTracer(tracer), WithMessageEvents(), WithPayloadLogging()})
+	ctx, cancel := context.WithCancel(context.Background())
+	ctx, c := cfg.startClient(ctx, "/pkg.Svc/M", "")
+	w := newClientStream(ctx, &blockingStream{}, c, true)
+	if err := w.SendMsg("before"); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	w.end.contextDone() // what context.AfterFunc runs; it may also have run on its own
+	if err := w.SendMsg("after"); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	s := onlySpan(t, tracer)
+	var events []string
+	for _, rec := range s.Logs() {
+		for _, f := range rec.Fields {
+			if f.Key == "event" || f.Key == "payload" {
+				events = append(events, f.Key+"="+f.ValueString)
+			}
+		}
+	}
+	want := []string{"event=" + eventMessage, "payload=before", "event=" + eventError}
+	if !slices.Equal(events, want) {
+		t.Errorf("span logs %q, want %q", events, want)
+	}
+	if got := s.Tag(tagRPCStatusCode); got != uint32(codes.Canceled) {
+		t.Errorf("status code tag %v, want Canceled", got)
 	}
 }
