@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"maps"
-	"os"
+
 	"reflect"
 	"slices"
 	"strconv"
@@ -276,10 +276,6 @@ type fuzzServerStream struct {
 
 func (s *fuzzServerStream) Context() context.Context { return s.ctx }
 
-// knownBugs runs the checks of library bugs reported but not fixed yet;
-// without it they are skipped, so that `make test` stays green meanwhile.
-var knownBugs = os.Getenv("GRPCTRACE_KNOWN_BUGS") != ""
-
 // FuzzCarrierRoundTrip sets arbitrary key/value pairs (non-ASCII, invalid
 // UTF-8, uppercase, reserved and binary names, empty keys and values)
 // through MetadataCarrier and checks that every plain header it leaves is
@@ -296,9 +292,6 @@ func FuzzCarrierRoundTrip(f *testing.F) {
 		md := metadata.MD{}
 		c := MetadataCarrier(md)
 		for i, k := range keys {
-			if !knownBugs && strings.ToLower(k) == packedKey && len(md[packedKey]) > 0 {
-				t.Skip("known bug: setting the key " + packedKey + " drops the pairs packed before (TestCarrierSetPackedKeyKeepsOtherPairs)")
-			}
 			c.Set(k, vals[i])
 			want[strings.ToLower(k)] = vals[i]
 		}
@@ -364,14 +357,11 @@ func sendableHeader(k string, vs []string) error {
 
 // TestCarrierSetPackedKeyKeepsOtherPairs: setting the key "grpctrace-bin"
 // itself, which is not a plain header and so is packed, must keep the pairs
-// packed before it. metadata_carrier.go's set deletes c[key] before packing
+// packed before it. metadata_carrier.go's set used to delete c[key] before packing
 // a pair, and for this one key c[key] is the packed header itself, holding
-// every other packed pair: they are lost, and the carrier's documented
-// lossless round trip breaks. Found by FuzzCarrierRoundTrip.
+// every other packed pair: they were lost, and the carrier's documented
+// lossless round trip broke. Found by FuzzCarrierRoundTrip.
 func TestCarrierSetPackedKeyKeepsOtherPairs(t *testing.T) {
-	if !knownBugs {
-		t.Skip("known library bug, reported; run with GRPCTRACE_KNOWN_BUGS=1 to see it fail")
-	}
 	c := MetadataCarrier(metadata.MD{})
 	c.Set("emoji", "héllo") // not printable ASCII: packed
 	c.Set(packedKey, "x")

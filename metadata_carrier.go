@@ -52,7 +52,11 @@ func (c MetadataCarrier) set(key, val string, buf *[]string) {
 		c[key] = []string{val}
 		return
 	}
-	delete(c, key)
+	if key != packedKey {
+		// The key's plain value, if any, is replaced; the packed
+		// header itself holds the other packed pairs and stays.
+		delete(c, key)
+	}
 	c[packedKey] = append(c[packedKey], packEntry(key, val))
 }
 
@@ -68,12 +72,15 @@ func (w *injectCarrier) Set(key, val string) { w.set(key, val, &w.buf) }
 
 // ForeachKey implements opentracing.TextMapReader. It stops at, and returns,
 // the first error handler returns. Packed entries that cannot be decoded are
-// skipped.
+// skipped, and so are packed entries for a key that also has plain values
+// (Set never makes both, so only a foreign writer does): the plain values
+// win, whatever the order of the map, and a tracer reads the same span
+// context every time.
 func (c MetadataCarrier) ForeachKey(handler func(key, val string) error) error {
 	for k, vals := range c {
 		if k == packedKey {
 			for _, v := range vals {
-				if key, val, ok := unpackEntry(v); ok {
+				if key, val, ok := c.packedPair(v); ok {
 					if err := handler(key, val); err != nil {
 						return err
 					}
@@ -114,11 +121,21 @@ func (c MetadataCarrier) Keys() []string {
 		keys = append(keys, k)
 	}
 	for _, v := range c[packedKey] {
-		if k, _, ok := unpackEntry(v); ok {
+		if k, _, ok := c.packedPair(v); ok {
 			keys = append(keys, k)
 		}
 	}
 	return keys
+}
+
+// packedPair decodes a packed entry; false when it does not decode or its
+// key has plain values, which win.
+func (c MetadataCarrier) packedPair(e string) (key, val string, ok bool) {
+	key, val, ok = unpackEntry(e)
+	if ok && key != packedKey && len(c[key]) > 0 {
+		return "", "", false
+	}
+	return key, val, ok
 }
 
 var errCorruptPacked = errors.New("grpctrace: undecodable entry in the " + packedKey + " header")

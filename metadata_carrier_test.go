@@ -164,3 +164,36 @@ func TestMetadataCarrierWithMockTracer(t *testing.T) {
 		t.Errorf("span context round trip (-want +got):\n%s", diff)
 	}
 }
+
+// A foreign writer may send a key both as a plain header and packed; the
+// plain values win in every read, whatever the map's order, so that the
+// tracer extracts the same span context every time.
+func TestMetadataCarrierPlainWinsOverPackedDuplicate(t *testing.T) {
+	md := metadata.MD{
+		"mockpfx-ids-spanid": {"7"},
+		"mockpfx-baggage-k":  {"plain"},
+	}
+	for _, k := range []string{"mockpfx-ids-spanid", "mockpfx-baggage-k"} {
+		md[packedKey] = append(md[packedKey], packEntry(k, "packed-"+k))
+	}
+	md[packedKey] = append(md[packedKey], packEntry("emoji", "héllo"))
+	c := MetadataCarrier(md)
+	want := map[string][]string{
+		"mockpfx-ids-spanid": {"7"},
+		"mockpfx-baggage-k":  {"plain"},
+		"emoji":              {"héllo"},
+	}
+	for i := 0; i < 20; i++ { // map order changes from one range to the next
+		if diff := cmp.Diff(want, readAll(t, c)); diff != "" {
+			t.Fatalf("ForeachKey (-want +got):\n%s", diff)
+		}
+	}
+	keys := c.Keys()
+	sort.Strings(keys)
+	if diff := cmp.Diff([]string{"emoji", "mockpfx-baggage-k", "mockpfx-ids-spanid"}, keys); diff != "" {
+		t.Errorf("Keys (-want +got):\n%s", diff)
+	}
+	if got := c.Get("mockpfx-baggage-k"); got != "plain" {
+		t.Errorf("Get = %q, want plain", got)
+	}
+}
