@@ -28,7 +28,10 @@ func TestGoexitEndsSpanWithoutPanic(t *testing.T) {
 		},
 		"unary client": func() {
 			_ = UnaryClientInterceptor(WithTracer(tracer))(context.Background(), "/pkg.Svc/Unary", nil, nil, nil,
-				func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error { runtime.Goexit(); return nil })
+				func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error {
+					runtime.Goexit()
+					return nil
+				})
 		},
 		"stream client": func() {
 			_, _ = StreamClientInterceptor(WithTracer(tracer))(context.Background(), &grpc.StreamDesc{}, nil, "/pkg.Svc/Bidi",
