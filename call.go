@@ -29,42 +29,65 @@ import (
 // itself in (see Value). That puts it in the RPC's context without
 // allocating, for the stats handler to find the interceptor's call and the
 // handler's events to find their own.
+//
+// A call is the one allocation grpctrace makes per RPC and side of its
+// own, so it holds, as buffers, what would otherwise be allocated apart
+// (see serverCall and clientCall, which add each side's buffers), and is
+// kept small: every byte is paid on every RPC.
 type call struct {
 	context.Context
 	cfg    *config
 	tracer opentracing.Tracer
 	method *method
-	front  front
 	ctx    context.Context // the RPC's context, carrying the span
 	span   opentracing.Span
-	ended  atomic.Bool
 
+	ended atomic.Bool
+	// attempts counts the attempts the client stats handler has started
+	// under this interceptor call.
+	attempts atomic.Int32
 	// logMu orders the logs of messages and stream events, which may come
 	// from other goroutines than the one ending the call (a client stream's
 	// context watch, gRPC's stats events), before the span's finish: no log
 	// reaches a finished span.
 	logMu sync.Mutex
+	front front
+	// active: the call answers OpenTracing's active-span key with span.
+	active bool
 
-	// attempts counts the attempts the client stats handler has started
-	// under this interceptor call.
-	attempts atomic.Int32
 	// numbers of messages received and sent, for message events; each is
 	// counted by one goroutine at a time.
 	received, sent int64
 
-	// peerTags backs the server's peer tags, given at start.
-	peerTags [4]opentracing.Tag
-	// refs backs the start options' references, and inject and values the
-	// client's injection of its span context into metadata.
-	refs   [1]opentracing.SpanReference
-	inject injectCarrier
-	values [6]string
+	// What the span starts with, read by the start option (startOption):
+	// starting a span takes a variadic slice of options, which escapes into
+	// the tracer; keeping the option's data and the slice inside the call,
+	// which is allocated anyway, costs nothing more. refs holds the parent
+	// reference, if any, for the tracer to append to.
+	opts     [1]opentracing.StartSpanOption
+	refs     [1]opentracing.SpanReference
+	parent   bool
+	peerTags []opentracing.Tag
+	at       time.Time
 
-	// Starting a span takes a variadic slice of options, which escapes
-	// into the tracer. Keeping the one option and its slice inside the call,
-	// which is allocated anyway, costs nothing more.
-	start startOptions
-	opts  [1]opentracing.StartSpanOption
+	// inject is the client's carrier for injecting its span context into
+	// metadata, kept in its clientCall.
+	inject *injectCarrier
+}
+
+// serverCall is a server's call with room for its peer's tags.
+type serverCall struct {
+	call
+	peerBuf [maxPeerTags]opentracing.Tag
+}
+
+// clientCall is a client's call with its injection carrier and room for
+// the values injected: tracers set one to four keys (and one per baggage
+// item, beyond which the carrier allocates).
+type clientCall struct {
+	call
+	inject injectCarrier
+	values [4]string
 }
 
 // front is the front end that made a call.
@@ -81,10 +104,11 @@ type (
 	handlerCallKey     struct{}
 )
 
-// Value returns the call itself for the key of its front end, and, for a
-// server call made by the stats handler, its span for OpenTracing's key:
-// the handler starts the span after gRPC has fixed the handler's context,
-// so the context answers for the span instead of carrying it.
+// Value returns the call itself for the key of its front end, and its span
+// for OpenTracing's key once activated (see activate) or, for a server call
+// made by the stats handler, once started: that handler starts the span
+// after gRPC has fixed the handler's context, so the context answers for
+// the span instead of carrying it.
 func (c *call) Value(key any) any {
 	switch key {
 	case interceptorCallKey{}:
@@ -96,11 +120,30 @@ func (c *call) Value(key any) any {
 			return c
 		}
 	case activeSpanKey:
-		if c.front == handlerFront && c.cfg.side == serverSide && c.span != nil {
+		if c.active || c.front == handlerFront && c.cfg.side == serverSide && c.span != nil {
 			return c.span
 		}
 	}
 	return c.Context.Value(key)
+}
+
+// activate returns the call as a context carrying its started span: what
+// opentracing.ContextWithSpan(c, c.span) returns, the tracer's context hook
+// included (the OpenTelemetry bridge's makes the span OpenTelemetry's
+// current one too), without a context layer of its own, since the call
+// answers for the span itself. It must be called before the call is handed
+// to anything else.
+func (c *call) activate() context.Context {
+	if activeSpanKey == nil {
+		// The probe found no key: an opentracing-go release that stores
+		// the span differently.
+		return opentracing.ContextWithSpan(c, c.span)
+	}
+	if t, ok := c.span.Tracer().(opentracing.TracerContextWithSpanExtension); ok {
+		c.Context = t.ContextWithSpanHook(c.Context, c.span)
+	}
+	c.active = true
+	return c
 }
 
 // activeSpanKey is the key opentracing.ContextWithSpan stores a span under,
@@ -111,40 +154,31 @@ var activeSpanKey = func() any {
 	return p.key
 }()
 
-// startOptions is the single StartSpanOption grpctrace gives a tracer: the
+// startOption is the single StartSpanOption grpctrace gives a tracer: the
 // span kind and the ChildOf reference are start options, never tags set
 // later, because some tracers (the OpenTelemetry bridge) only read them at
-// start.
-type startOptions struct {
-	cfg       *config
-	method    *method
-	parent    opentracing.SpanContext
-	peerTags  []opentracing.Tag
-	refs      []opentracing.SpanReference // empty, with room for the parent
-	startTime time.Time
-}
+// start. Being one pointer, it fits in an interface without allocating.
+type startOption struct{ c *call }
 
-func (s *startOptions) Apply(o *opentracing.StartSpanOptions) {
-	if s.parent != nil {
+func (s startOption) Apply(o *opentracing.StartSpanOptions) {
+	c := s.c
+	if c.parent {
 		if o.References == nil {
-			o.References = s.refs
+			o.References = c.refs[:0]
 		}
-		o.References = append(o.References, opentracing.SpanReference{
-			Type:              opentracing.ChildOfRef,
-			ReferencedContext: s.parent,
-		})
+		o.References = append(o.References, c.refs[0])
 	}
-	if !s.startTime.IsZero() {
-		o.StartTime = s.startTime
+	if !c.at.IsZero() {
+		o.StartTime = c.at
 	}
-	s.cfg.spanKind.Apply(o)
-	for _, t := range s.cfg.constTags {
+	c.cfg.spanKind.Apply(o)
+	for _, t := range c.cfg.constTags {
 		t.Apply(o)
 	}
-	for _, t := range s.method.tags {
+	for _, t := range c.method.tags {
 		t.Apply(o)
 	}
-	for _, t := range s.peerTags {
+	for _, t := range c.peerTags {
 		t.Apply(o)
 	}
 }
@@ -156,21 +190,36 @@ func (cfg *config) newCall(ctx context.Context, fullMethod string, f front) *cal
 	if tracer == nil {
 		return nil
 	}
-	return &call{Context: ctx, cfg: cfg, tracer: tracer, method: cfg.method(fullMethod), front: f}
+	var c *call
+	if cfg.side == serverSide {
+		s := &serverCall{}
+		c = &s.call
+		c.peerTags = s.peerBuf[:0]
+	} else {
+		cc := &clientCall{}
+		c = &cc.call
+		cc.inject.buf = cc.values[:0]
+		c.inject = &cc.inject
+	}
+	c.Context, c.cfg, c.tracer, c.method, c.front = ctx, cfg, tracer, cfg.method(fullMethod), f
+	return c
 }
 
 // startSpan starts the call's span. The peer's tags come from p on a
 // server, from the cached tags of the target on a client.
 func (c *call) startSpan(parent opentracing.SpanContext, p *peer.Peer, target []opentracing.Tag, at time.Time) {
-	peerTags := target
 	if p != nil {
-		peerTags = appendPeerTags(c.peerTags[:0], p)
+		c.peerTags = appendPeerTags(c.peerTags[:0], p)
+	} else {
+		c.peerTags = target
 	}
-	c.start = startOptions{cfg: c.cfg, method: c.method, parent: parent, peerTags: peerTags, refs: c.refs[:0], startTime: at}
-	c.opts[0] = &c.start
+	if parent != nil {
+		c.refs[0] = opentracing.SpanReference{Type: opentracing.ChildOfRef, ReferencedContext: parent}
+		c.parent = true
+	}
+	c.at = at
+	c.opts[0] = startOption{c}
 	c.span = c.tracer.StartSpan(c.method.operationName, c.opts[:]...)
-	c.start = startOptions{}
-	c.opts[0] = nil
 }
 
 // clientParent returns the span context a client span is the child of, and
@@ -189,8 +238,8 @@ func (c *call) injectInto(ctx context.Context) context.Context {
 	if md == nil {
 		md = make(metadata.MD, 4)
 	}
-	c.inject = injectCarrier{MetadataCarrier: MetadataCarrier(md), buf: c.values[:0]}
-	if err := c.tracer.Inject(c.span.Context(), opentracing.TextMap, &c.inject); err != nil {
+	c.inject.MetadataCarrier = MetadataCarrier(md)
+	if err := c.tracer.Inject(c.span.Context(), opentracing.TextMap, c.inject); err != nil {
 		c.span.LogFields(log.String("event", eventInjectFailed), log.String("message", err.Error()))
 	}
 	return metadata.NewOutgoingContext(ctx, md)
@@ -210,7 +259,7 @@ func (cfg *config) startClient(ctx context.Context, fullMethod, target string) (
 		return ctx, nil
 	}
 	c.startSpan(parent, nil, cfg.targets.get(target, targetTags), time.Time{})
-	ctx = opentracing.ContextWithSpan(c.injectInto(c), c.span)
+	ctx = c.injectInto(c.activate())
 	c.ctx = ctx
 	return ctx, c
 }
@@ -227,7 +276,7 @@ func (cfg *config) startServer(ctx context.Context, fullMethod string) (context.
 	if c == nil || !c.startServerSpan(ctx, time.Time{}) {
 		return ctx, nil
 	}
-	ctx = opentracing.ContextWithSpan(ctx, c.span)
+	ctx = c.activate()
 	c.ctx = ctx
 	return ctx, c
 }

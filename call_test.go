@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"testing"
 
+	"github.com/opentracing/opentracing-go"
 	"github.com/opentracing/opentracing-go/mocktracer"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -77,4 +78,59 @@ func lastLogField(s *mocktracer.MockSpan, key string) string {
 		}
 	}
 	return v
+}
+
+// hookTracer is a tracer with OpenTracing's context hook, as the
+// OpenTelemetry bridge has: the hook adds a value of its own.
+type hookTracer struct{ *mocktracer.MockTracer }
+
+type hookKey struct{}
+
+func (h hookTracer) StartSpan(name string, opts ...opentracing.StartSpanOption) opentracing.Span {
+	return hookSpan{h.MockTracer.StartSpan(name, opts...), h}
+}
+
+type hookSpan struct {
+	opentracing.Span
+	tracer hookTracer
+}
+
+func (s hookSpan) Tracer() opentracing.Tracer { return s.tracer }
+
+func (hookTracer) ContextWithSpanHook(ctx context.Context, span opentracing.Span) context.Context {
+	return context.WithValue(ctx, hookKey{}, span)
+}
+
+// The interceptors' contexts carry the span as opentracing.ContextWithSpan
+// would put it there, without a context layer for it: SpanFromContext
+// finds it, the tracer's hook has run, and the values of the context the
+// RPC came with are still there.
+func TestActivateIsContextWithSpan(t *testing.T) {
+	if activeSpanKey == nil {
+		t.Fatal("opentracing's active span key not learnt; opentracing-go may have changed how it stores the span")
+	}
+	tracer := hookTracer{mocktracer.New()}
+	type callerKey struct{}
+	for _, side := range []side{clientSide, serverSide} {
+		parent := tracer.StartSpan("parent")
+		base := opentracing.ContextWithSpan(context.WithValue(context.Background(), callerKey{}, "caller's"), parent)
+		cfg := newConfig(side, []Option{WithTracer(tracer)})
+		var ctx context.Context
+		var c *call
+		if side == clientSide {
+			ctx, c = cfg.startClient(base, "/pkg.Svc/M", "")
+		} else {
+			ctx, c = cfg.startServer(base, "/pkg.Svc/M")
+		}
+		if got := opentracing.SpanFromContext(ctx); got != c.span || got == parent {
+			t.Errorf("side %v: SpanFromContext gives %v, want the RPC's span", side, got)
+		}
+		if got := ctx.Value(hookKey{}); got != c.span {
+			t.Errorf("side %v: the tracer's context hook did not run on the RPC's span (value %v)", side, got)
+		}
+		if got := ctx.Value(callerKey{}); got != "caller's" {
+			t.Errorf("side %v: caller's context value lost: %v", side, got)
+		}
+		c.end(nil, nil, nil)
+	}
 }

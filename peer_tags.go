@@ -12,6 +12,10 @@ import (
 	"google.golang.org/grpc/peer"
 )
 
+// maxPeerTags is the most tags appendPeerTags appends: the address, the IP
+// and the port.
+const maxPeerTags = 3
+
 // appendPeerTags appends a server's tags for the client's address:
 // peer.address always, and peer.ipv4 or peer.ipv6 and peer.port when the
 // address is an IP address and port.

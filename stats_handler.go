@@ -135,7 +135,8 @@ func (c *call) handle(s stats.RPCStats) {
 		}
 	case *stats.OutHeader:
 		if s.Client && s.RemoteAddr != nil {
-			for _, t := range appendPeerTags(c.peerTags[:0], &peer.Peer{Addr: s.RemoteAddr}) {
+			var buf [maxPeerTags]opentracing.Tag
+			for _, t := range appendPeerTags(buf[:0], &peer.Peer{Addr: s.RemoteAddr}) {
 				c.span.SetTag(t.Key, t.Value)
 			}
 		}
