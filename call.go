@@ -30,10 +30,11 @@ import (
 // allocating, for the stats handler to find the interceptor's call and the
 // handler's events to find their own.
 //
-// A call is the one allocation grpctrace makes per RPC and side of its
-// own, so it holds, as buffers, what would otherwise be allocated apart
-// (see serverCall and clientCall, which add each side's buffers), and is
-// kept small: every byte is paid on every RPC.
+// A call is allocated on every traced RPC and side (a unary RPC's only
+// allocation of grpctrace's own, besides the client's outgoing metadata),
+// so it holds, as buffers, what would otherwise be allocated apart (see
+// serverCall and clientCall, which add each side's buffers), and is kept
+// small: every byte is paid on every RPC.
 type call struct {
 	context.Context
 	cfg    *config
@@ -112,7 +113,10 @@ type (
 func (c *call) Value(key any) any {
 	switch key {
 	case interceptorCallKey{}:
-		if c.front == interceptorFront {
+		// Only the client stats handler looks for it; a server call,
+		// the handler's context, does not answer for it, so that the
+		// handler's own outgoing calls never find it.
+		if c.front == interceptorFront && c.cfg.side == clientSide {
 			return c
 		}
 	case handlerCallKey{}:
@@ -127,12 +131,14 @@ func (c *call) Value(key any) any {
 	return c.Context.Value(key)
 }
 
-// activate returns the call as a context carrying its started span: what
-// opentracing.ContextWithSpan(c, c.span) returns, the tracer's context hook
-// included (the OpenTelemetry bridge's makes the span OpenTelemetry's
-// current one too), without a context layer of its own, since the call
-// answers for the span itself. It must be called before the call is handed
-// to anything else.
+// activate returns the call as a context carrying its started span, as
+// opentracing.ContextWithSpan would, without a context layer of its own:
+// the call answers for the span itself. The tracer's context hook (the
+// OpenTelemetry bridge's makes the span OpenTelemetry's current one too)
+// runs on the context the call was created under, so it sees what the
+// RPC's context held before grpctrace (on a client, not the outgoing
+// metadata injected after). It must be called before the call is handed to
+// anything else.
 func (c *call) activate() context.Context {
 	if activeSpanKey == nil {
 		// The probe found no key: an opentracing-go release that stores
@@ -345,9 +351,13 @@ func (c *call) endAt(err error, req, resp any, at time.Time) {
 	if !c.ended.CompareAndSwap(false, true) {
 		return
 	}
-	// A log under way completes first; later ones see ended and drop.
+	// A log under way completes first; later ones see ended and drop. The
+	// lock is only a barrier: decorators and the tracer's Finish, which
+	// may export synchronously, must not hold up a stream's other
+	// goroutine.
 	c.logMu.Lock()
-	defer c.logMu.Unlock()
+	//lint:ignore SA2001 an empty critical section is the barrier
+	c.logMu.Unlock()
 	st, ok := status.FromError(err)
 	if !ok {
 		// What a gRPC server sends for a handler's plain error.
@@ -394,7 +404,7 @@ func (c *call) endIfPanicking(returned *bool, req any) {
 		return
 	}
 	r := recover()
-	if r == nil {
+	if r == nil && !nilPanicsRecoverNil {
 		// Since Go 1.21 panic(nil) panics with a *runtime.PanicNilError,
 		// so nil here is a Goexit.
 		c.end(status.Error(codes.Unknown, goexitReason), req, nil)
@@ -403,6 +413,16 @@ func (c *call) endIfPanicking(returned *bool, req any) {
 	c.end(status.Errorf(codes.Internal, "panic: %v", r), req, nil)
 	panic(r)
 }
+
+// nilPanicsRecoverNil reports that the program runs with
+// GODEBUG=panicnil=1, under which recover returns nil for panic(nil) too,
+// as before Go 1.21. A nil then cannot tell a Goexit from a nil panic, and
+// endIfPanicking goes on panicking, as grpctrace did before it knew
+// Goexits: swallowing the panic would turn it into a success.
+var nilPanicsRecoverNil = func() (recoveredNil bool) {
+	defer func() { recoveredNil = recover() == nil }()
+	panic(nil)
+}()
 
 // event logs a named event without payload.
 func (c *call) event(name string) {

@@ -2,7 +2,10 @@ package grpctrace
 
 import (
 	"context"
+	"os"
+	"os/exec"
 	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/opentracing/opentracing-go"
@@ -132,5 +135,50 @@ func TestActivateIsContextWithSpan(t *testing.T) {
 			t.Errorf("side %v: caller's context value lost: %v", side, got)
 		}
 		c.end(nil, nil, nil)
+	}
+}
+
+// Under GODEBUG=panicnil=1 recover returns nil for panic(nil), as for a
+// Goexit: the interceptor must then let the panic go on, never swallow it
+// into a success. Run in a child process with that setting.
+func TestNilPanicGoesOnUnderPanicnil(t *testing.T) {
+	if os.Getenv("GRPCTRACE_PANICNIL_CHILD") == "" {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestNilPanicGoesOnUnderPanicnil$", "-test.v")
+		cmd.Env = append(os.Environ(), "GRPCTRACE_PANICNIL_CHILD=1", "GODEBUG=panicnil=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "--- PASS: TestNilPanicGoesOnUnderPanicnil") {
+			t.Fatalf("child process: %v\n%s", err, out)
+		}
+		return
+	}
+	if !nilPanicsRecoverNil {
+		t.Fatal("GODEBUG=panicnil=1 not detected")
+	}
+	tracer := mocktracer.New()
+	interceptor := UnaryServerInterceptor(WithTracer(tracer))
+	returned := false
+	func() {
+		defer func() { _ = recover() }() // nil either way under panicnil=1
+		_, _ = interceptor(context.Background(), nil, &grpc.UnaryServerInfo{FullMethod: "/pkg.Svc/Unary"},
+			func(context.Context, any) (any, error) { panic(nil) })
+		returned = true
+	}()
+	if returned {
+		t.Fatal("the interceptor swallowed the handler's nil panic and returned")
+	}
+	if code := onlySpan(t, tracer).Tag(tagRPCStatusCode); code != uint32(codes.Internal) {
+		t.Errorf("span status %v, want Internal", code)
+	}
+}
+
+// A server interceptor's call, which is the handler's context, does not
+// answer for the interceptor-call key, which only the client stats handler
+// reads: a handler's own outgoing calls must never find it.
+func TestServerCallHiddenFromHandlerContext(t *testing.T) {
+	cfg := newConfig(serverSide, []Option{WithTracer(mocktracer.New())})
+	ctx, c := cfg.startServer(context.Background(), "/pkg.Svc/M")
+	defer c.end(nil, nil, nil)
+	if got := ctx.Value(interceptorCallKey{}); got != nil {
+		t.Errorf("handler context answers the interceptor-call key with %v", got)
 	}
 }
