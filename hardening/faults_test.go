@@ -237,18 +237,10 @@ func TestProxyCut(t *testing.T) {
 			if status.Code(err) != codes.Unavailable {
 				t.Fatalf("RPC ended with %v, want Unavailable", err)
 			}
-			spans, werr := tr.mem.Wait(10*time.Second, func(s []spanlog.Span) bool { return count(s, named(shape, "client")) > 0 })
-			if werr != nil {
-				t.Fatal(werr)
-			}
-			noTwice(t, spans)
-			client := find(t, spans, named(shape, "client"))
+			client, ss := streamSpans(t, tr, server, shape)
 			if code, _ := client.Code(); code != codes.Unavailable {
 				t.Errorf("client span status %v, want Unavailable", code)
 			}
-			serverSpans := server.waitSpans(10*time.Second, func(s []spanlog.Span) bool { return count(s, named(shape, "server")) > 0 })
-			noTwice(t, serverSpans)
-			ss := find(t, serverSpans, named(shape, "server"))
 			sc, ctxErr := handlerOutcome(t, ss)
 			checkCanceledStatus(t, shape, sc, ctxErr)
 			if ss.ParentID != client.SpanID {
@@ -293,18 +285,10 @@ func TestProxyStall(t *testing.T) {
 				t.Fatalf("RPC ended with %v, want DeadlineExceeded", err)
 			}
 			failedAt := time.Now()
-			spans, werr := tr.mem.Wait(10*time.Second, func(s []spanlog.Span) bool { return count(s, named(shape, "client")) > 0 })
-			if werr != nil {
-				t.Fatal(werr)
-			}
-			noTwice(t, spans)
-			client := find(t, spans, named(shape, "client"))
+			client, ss := streamSpans(t, tr, server, shape)
 			if code, _ := client.Code(); code != codes.DeadlineExceeded {
 				t.Errorf("client span status %v, want DeadlineExceeded", code)
 			}
-			serverSpans := server.waitSpans(10*time.Second, func(s []spanlog.Span) bool { return count(s, named(shape, "server")) > 0 })
-			noTwice(t, serverSpans)
-			ss := find(t, serverSpans, named(shape, "server"))
 			// gRPC's server ends a stream at its deadline twice over: the
 			// context's own timer, and a timer that cancels it; whichever
 			// fires first decides what the handler sees.
@@ -329,4 +313,18 @@ func TestProxyStall(t *testing.T) {
 				client.End.Sub(due).Round(time.Microsecond), sc, ss.End.Sub(due).Round(time.Microsecond))
 		})
 	}
+}
+
+// streamSpans waits for the shape's client span, recorded in this process,
+// and its server span, recorded by the server peer, each finished once.
+func streamSpans(t *testing.T, tr *tracing, server *peer, shape string) (client, srv spanlog.Span) {
+	t.Helper()
+	spans, err := tr.mem.Wait(10*time.Second, func(s []spanlog.Span) bool { return count(s, named(shape, "client")) > 0 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	noTwice(t, spans)
+	serverSpans := server.waitSpans(10*time.Second, func(s []spanlog.Span) bool { return count(s, named(shape, "server")) > 0 })
+	noTwice(t, serverSpans)
+	return find(t, spans, named(shape, "client")), find(t, serverSpans, named(shape, "server"))
 }
