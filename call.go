@@ -64,10 +64,10 @@ type call struct {
 	// starting a span takes a variadic slice of options, which escapes into
 	// the tracer; keeping the option's data and the slice inside the call,
 	// which is allocated anyway, costs nothing more. refs holds the parent
-	// reference, if any, for the tracer to append to.
+	// reference, if any (a nil ReferencedContext: none), for the tracer to
+	// append to.
 	opts     [1]opentracing.StartSpanOption
 	refs     [1]opentracing.SpanReference
-	parent   bool
 	peerTags []opentracing.Tag
 	at       time.Time
 
@@ -168,7 +168,7 @@ type startOption struct{ c *call }
 
 func (s startOption) Apply(o *opentracing.StartSpanOptions) {
 	c := s.c
-	if c.parent {
+	if c.refs[0].ReferencedContext != nil {
 		if o.References == nil {
 			o.References = c.refs[:0]
 		}
@@ -221,7 +221,6 @@ func (c *call) startSpan(parent opentracing.SpanContext, p *peer.Peer, target []
 	}
 	if parent != nil {
 		c.refs[0] = opentracing.SpanReference{Type: opentracing.ChildOfRef, ReferencedContext: parent}
-		c.parent = true
 	}
 	c.at = at
 	c.opts[0] = startOption{c}

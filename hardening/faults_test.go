@@ -85,14 +85,7 @@ func TestServerKilled(t *testing.T) {
 			if failedAfter > 5*time.Second {
 				t.Errorf("RPC failed %v after the kill", failedAfter)
 			}
-			spans, werr := tr.mem.Wait(10*time.Second, func(s []spanlog.Span) bool {
-				return count(s, named(shape, "client")) > 0
-			})
-			if werr != nil {
-				t.Fatal(werr)
-			}
-			noTwice(t, spans)
-			client := find(t, spans, named(shape, "client"))
+			spans, client := tr.waitFinished(t, shape, "client")
 			if code, _ := client.Code(); code != codes.Unavailable {
 				t.Errorf("client span status %v, want Unavailable", code)
 			}
@@ -167,14 +160,7 @@ func TestClientKilled(t *testing.T) {
 				endCtx = end.ctxErr.Error()
 			}
 			checkCanceledStatus(t, shape, status.Code(end.err), endCtx)
-			spans, err := tr.mem.Wait(10*time.Second, func(s []spanlog.Span) bool {
-				return count(s, named(shape, "server")) > 0
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			noTwice(t, spans)
-			server := find(t, spans, named(shape, "server"))
+			spans, server := tr.waitFinished(t, shape, "server")
 			code, ctxErr := handlerOutcome(t, server)
 			if code != status.Code(end.err) {
 				t.Errorf("server span status %v; the handler returned %v", code, end.err)
@@ -319,12 +305,8 @@ func TestProxyStall(t *testing.T) {
 // and its server span, recorded by the server peer, each finished once.
 func streamSpans(t *testing.T, tr *tracing, server *peer, shape string) (client, srv spanlog.Span) {
 	t.Helper()
-	spans, err := tr.mem.Wait(10*time.Second, func(s []spanlog.Span) bool { return count(s, named(shape, "client")) > 0 })
-	if err != nil {
-		t.Fatal(err)
-	}
-	noTwice(t, spans)
+	_, client = tr.waitFinished(t, shape, "client")
 	serverSpans := server.waitSpans(10*time.Second, func(s []spanlog.Span) bool { return count(s, named(shape, "server")) > 0 })
 	noTwice(t, serverSpans)
-	return find(t, spans, named(shape, "client")), find(t, serverSpans, named(shape, "server"))
+	return client, find(t, serverSpans, named(shape, "server"))
 }

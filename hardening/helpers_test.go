@@ -229,10 +229,6 @@ func (tr *tracing) dial(t *testing.T, addr string) testpb.TestServiceClient {
 // given interceptors after grpctrace's, and returns its address.
 func (tr *tracing) serve(t *testing.T, unary grpc.UnaryServerInterceptor, stream grpc.StreamServerInterceptor, opts ...grpc.ServerOption) string {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	u := []grpc.UnaryServerInterceptor{grpctrace.UnaryServerInterceptor(grpctrace.WithTracer(tr.tracer)), probe.Unary}
 	s := []grpc.StreamServerInterceptor{grpctrace.StreamServerInterceptor(grpctrace.WithTracer(tr.tracer)), probe.Stream}
 	if unary != nil {
@@ -241,7 +237,18 @@ func (tr *tracing) serve(t *testing.T, unary grpc.UnaryServerInterceptor, stream
 	if stream != nil {
 		s = append(s, stream)
 	}
-	srv := grpc.NewServer(append(opts, grpc.ChainUnaryInterceptor(u...), grpc.ChainStreamInterceptor(s...))...)
+	return serveTestService(t, append(opts, grpc.ChainUnaryInterceptor(u...), grpc.ChainStreamInterceptor(s...))...)
+}
+
+// serveTestService serves the test service on 127.0.0.1 with opts until the
+// test ends, and returns its address.
+func serveTestService(t *testing.T, opts ...grpc.ServerOption) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer(opts...)
 	testpb.RegisterTestServiceServer(srv, testpb.NewServer())
 	served := make(chan struct{})
 	go func() {
@@ -253,6 +260,19 @@ func (tr *tracing) serve(t *testing.T, unary grpc.UnaryServerInterceptor, stream
 		<-served
 	})
 	return lis.Addr().String()
+}
+
+// waitFinished waits until this process has finished a span of the method
+// and kind, checks that no span finished twice, and returns every span and
+// that one.
+func (tr *tracing) waitFinished(t *testing.T, method, kind string) ([]spanlog.Span, spanlog.Span) {
+	t.Helper()
+	spans, err := tr.mem.Wait(10*time.Second, func(s []spanlog.Span) bool { return count(s, named(method, kind)) > 0 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	noTwice(t, spans)
+	return spans, find(t, spans, named(method, kind))
 }
 
 // noTwice fails the test if a span was finished twice.

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -172,34 +173,19 @@ type hostileServer struct {
 func hostileServers(t *testing.T, trace []grpctrace.Option, opts ...grpc.ServerOption) []hostileServer {
 	var out []hostileServer
 	for _, name := range []string{"untraced", "interceptors", "handler"} {
-		lis, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		s := hostileServer{name: name, addr: lis.Addr().String()}
-		o := opts
+		s := hostileServer{name: name}
+		o := slices.Clip(opts)
 		if name != "untraced" {
-			s.mem = spanlog.NewMemory()
-			tracer, tp := spanlog.Tracer(s.mem, s.mem)
-			t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
-			to := append([]grpctrace.Option{grpctrace.WithTracer(tracer)}, trace...)
+			tr := newTracing(t)
+			s.mem = tr.mem
+			to := append([]grpctrace.Option{grpctrace.WithTracer(tr.tracer)}, trace...)
 			if name == "interceptors" {
 				o = append(o, grpc.UnaryInterceptor(grpctrace.UnaryServerInterceptor(to...)))
 			} else {
 				o = append(o, grpc.StatsHandler(grpctrace.NewServerHandler(to...)))
 			}
 		}
-		srv := grpc.NewServer(o...)
-		testpb.RegisterTestServiceServer(srv, testpb.NewServer())
-		served := make(chan struct{})
-		go func() {
-			defer close(served)
-			_ = srv.Serve(lis)
-		}()
-		t.Cleanup(func() {
-			srv.Stop()
-			<-served
-		})
+		s.addr = serveTestService(t, o...)
 		out = append(out, s)
 	}
 	return out
