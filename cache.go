@@ -5,33 +5,36 @@ import (
 	"sync/atomic"
 )
 
-// maxCached bounds each cache: a server with an unknown-service handler
-// sees method names chosen by its clients.
+// maxCached bounds each cache, whatever names reach it.
 const maxCached = 1024
 
 // cache holds values derived once from a string key (a method name, a
 // target). Reads are a lock-free map lookup; the rare insert replaces the
-// map with a copy. Past maxCached entries values are derived on every call
-// and not kept.
+// map with a copy. Past maxCached entries nothing more is kept.
 type cache[V any] struct {
 	m  atomic.Pointer[map[string]V]
 	mu sync.Mutex
 }
 
-func (c *cache[V]) get(key string, derive func(string) V) V {
+func (c *cache[V]) lookup(key string) (V, bool) {
 	if mp := c.m.Load(); mp != nil {
-		if v, ok := (*mp)[key]; ok {
-			return v
-		}
+		v, ok := (*mp)[key]
+		return v, ok
 	}
-	v := derive(key)
+	var zero V
+	return zero, false
+}
+
+// add keeps v for key, unless a value is kept already: it returns the value
+// kept, or v when the cache is full.
+func (c *cache[V]) add(key string, v V) V {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	old := c.m.Load()
 	var n int
 	if old != nil {
-		if cached, ok := (*old)[key]; ok {
-			return cached
+		if kept, ok := (*old)[key]; ok {
+			return kept
 		}
 		n = len(*old)
 	}
@@ -47,4 +50,12 @@ func (c *cache[V]) get(key string, derive func(string) V) V {
 	next[key] = v
 	c.m.Store(&next)
 	return v
+}
+
+// get returns the value for key, derived and kept on the first call.
+func (c *cache[V]) get(key string, derive func(string) V) V {
+	if v, ok := c.lookup(key); ok {
+		return v
+	}
+	return c.add(key, derive(key))
 }

@@ -104,31 +104,40 @@ func (hookTracer) ContextWithSpanHook(ctx context.Context, span opentracing.Span
 	return context.WithValue(ctx, hookKey{}, span)
 }
 
-// The interceptors' contexts carry the span as opentracing.ContextWithSpan
-// would put it there, without a context layer for it: SpanFromContext
-// finds it, the tracer's hook has run, and the values of the context the
-// RPC came with are still there.
-func TestActivateIsContextWithSpan(t *testing.T) {
-	if activeSpanKey == nil {
-		t.Fatal("opentracing's active span key not learnt; opentracing-go may have changed how it stores the span")
+// startTestCall starts a call of the side's interceptor under ctx and
+// returns the context the interceptor would hand on.
+func startTestCall(t testing.TB, cfg *config, ctx context.Context) (context.Context, *call) {
+	t.Helper()
+	if cfg.side == clientSide {
+		c := cfg.startClient(ctx, "/pkg.Svc/M", interceptorFront, targetTags("dns:///svc.example:443"))
+		if c == nil {
+			t.Fatal("client call not started")
+		}
+		return withCall(c.clientContext(ctx), c), c
 	}
+	c := cfg.startServerInterceptor(ctx, "/pkg.Svc/M")
+	if c == nil {
+		t.Fatal("server call not started")
+	}
+	return c.serverContext(ctx), c
+}
+
+// The interceptors' contexts carry the span as opentracing.ContextWithSpan
+// puts it there: SpanFromContext finds it, the tracer's hook has run, and
+// the values of the context the RPC came with are still there.
+func TestContextCarriesSpanThroughTheAPI(t *testing.T) {
 	tracer := hookTracer{mocktracer.New()}
 	type callerKey struct{}
 	for _, side := range []side{clientSide, serverSide} {
 		parent := tracer.StartSpan("parent")
 		base := opentracing.ContextWithSpan(context.WithValue(context.Background(), callerKey{}, "caller's"), parent)
 		cfg := newConfig(side, []Option{WithTracer(tracer)})
-		var ctx context.Context
-		var c *call
-		if side == clientSide {
-			ctx, c = cfg.startClient(base, "/pkg.Svc/M", "")
-		} else {
-			ctx, c = cfg.startServer(base, "/pkg.Svc/M")
-		}
-		if got := opentracing.SpanFromContext(ctx); got != c.span || got == parent {
+		ctx, c := startTestCall(t, cfg, base)
+		span := c.rec.(*otSpan).span
+		if got := opentracing.SpanFromContext(ctx); got != span || got == parent {
 			t.Errorf("side %v: SpanFromContext gives %v, want the RPC's span", side, got)
 		}
-		if got := ctx.Value(hookKey{}); got != c.span {
+		if got := ctx.Value(hookKey{}); got != span {
 			t.Errorf("side %v: the tracer's context hook did not run on the RPC's span (value %v)", side, got)
 		}
 		if got := ctx.Value(callerKey{}); got != "caller's" {
@@ -171,14 +180,13 @@ func TestNilPanicGoesOnUnderPanicnil(t *testing.T) {
 	}
 }
 
-// A server interceptor's call, which is the handler's context, does not
-// answer for the interceptor-call key, which only the client stats handler
-// reads: a handler's own outgoing calls must never find it.
-func TestServerCallHiddenFromHandlerContext(t *testing.T) {
+// A server interceptor's handler context holds no call: a handler's own
+// outgoing calls must never find the server's.
+func TestServerCallNotInHandlerContext(t *testing.T) {
 	cfg := newConfig(serverSide, []Option{WithTracer(mocktracer.New())})
-	ctx, c := cfg.startServer(context.Background(), "/pkg.Svc/M")
+	ctx, c := startTestCall(t, cfg, context.Background())
 	defer c.end(nil, nil, nil)
-	if got := ctx.Value(interceptorCallKey{}); got != nil {
-		t.Errorf("handler context answers the interceptor-call key with %v", got)
+	if got := callIn(ctx); got != nil {
+		t.Errorf("handler context holds the call %v", got)
 	}
 }

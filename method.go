@@ -1,10 +1,6 @@
 package grpctrace
 
-import (
-	"strings"
-
-	"github.com/opentracing/opentracing-go"
-)
+import "strings"
 
 // method holds what grpctrace derives from a full method name. It is
 // computed once per method and shared by every RPC of that method.
@@ -13,11 +9,22 @@ type method struct {
 	operationName string
 	// tags are rpc.service and rpc.method, already boxed so that starting a
 	// span does not convert them again.
-	tags []opentracing.Tag
+	tags []tag
 }
 
-func (c *config) method(fullMethod string) *method {
-	return c.methods.get(fullMethod, c.newMethod)
+// method returns what is derived from fullMethod. It is kept when cache is
+// set, for a name the door knows is served: a server's stats handler sees
+// names chosen by its clients before gRPC knows whether it serves them,
+// and those must not fill the cache in place of real methods.
+func (c *config) method(fullMethod string, cache bool) *method {
+	if m, ok := c.methods.lookup(fullMethod); ok {
+		return m
+	}
+	m := c.newMethod(fullMethod)
+	if cache {
+		m = c.methods.add(fullMethod, m)
+	}
+	return m
 }
 
 func (c *config) newMethod(fullMethod string) *method {
@@ -28,10 +35,10 @@ func (c *config) newMethod(fullMethod string) *method {
 	service, meth := splitMethod(fullMethod)
 	m := &method{full: fullMethod, operationName: name}
 	if service != "" {
-		m.tags = append(m.tags, opentracing.Tag{Key: tagRPCService, Value: service})
+		m.tags = append(m.tags, tag{tagRPCService, service})
 	}
 	if meth != "" {
-		m.tags = append(m.tags, opentracing.Tag{Key: tagRPCMethod, Value: meth})
+		m.tags = append(m.tags, tag{tagRPCMethod, meth})
 	}
 	return m
 }

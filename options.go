@@ -171,7 +171,7 @@ func WithErrorClassifier(isError func(codes.Code) bool) Option {
 	})
 }
 
-// config is built once per interceptor and read-only afterwards.
+// config is built once per constructor and read-only afterwards.
 type config struct {
 	side           side
 	tracer         opentracing.Tracer // nil: opentracing.GlobalTracer() per RPC
@@ -186,12 +186,11 @@ type config struct {
 	public         func(context.Context, string) bool
 	isError        func(codes.Code) bool
 
+	rec     recorder
 	methods cache[*method]
-	targets cache[[]opentracing.Tag]
-	// spanKind and constTags are the start options every span of this side
-	// shares.
-	spanKind  opentracing.Tag
-	constTags []opentracing.Tag
+	targets cache[[]tag]
+	// sideTags are the tags every span of this side starts with.
+	sideTags []tag
 }
 
 func newConfig(s side, opts []Option) *config {
@@ -207,26 +206,10 @@ func newConfig(s side, opts []Option) *config {
 	if c.payloadLimit == 0 {
 		c.payloadLimit = defaultPayloadLimit
 	}
-	c.spanKind = s.kindTag()
-	c.constTags = []opentracing.Tag{
-		{Key: tagComponent, Value: componentName},
-		{Key: tagRPCSystem, Value: rpcSystemGRPC},
+	c.rec = &otRecorder{tracer: c.tracer}
+	c.sideTags = []tag{
+		{tagComponent, componentName},
+		{tagRPCSystem, rpcSystemGRPC},
 	}
 	return c
-}
-
-// tracerFor returns the tracer for one RPC, or nil when the RPC is not to be
-// traced. It is the single per-RPC decision point.
-func (c *config) tracerFor(ctx context.Context, fullMethod string) opentracing.Tracer {
-	if c.filter != nil && !c.filter(ctx, fullMethod) {
-		return nil
-	}
-	t := c.tracer
-	if t == nil {
-		t = opentracing.GlobalTracer()
-	}
-	if _, noop := t.(opentracing.NoopTracer); noop {
-		return nil
-	}
-	return t
 }

@@ -4,30 +4,31 @@ import (
 	"context"
 	"time"
 
-	"github.com/opentracing/opentracing-go"
-	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/stats"
+	"google.golang.org/grpc/status"
 )
 
 // NewServerHandler returns a stats.Handler that traces a server's RPCs,
 // for grpc.StatsHandler. It is the same tracing as the server interceptors
 // (same spans, tags and options) from gRPC's own view of the RPC:
 //
-//   - the span starts when gRPC begins the RPC (stats.Begin) and finishes
-//     when gRPC ends it (stats.End), at the times gRPC reports; an RPC for
-//     an unknown method, which gRPC tags and never begins, gets no span;
+//   - the span starts when gRPC tags the RPC (TagRPC, just before it begins
+//     it), so that the handler's context carries it, and finishes at the
+//     end time gRPC reports (stats.End), or at the span's last log if that
+//     came later. An RPC gRPC never begins, for a method or service the
+//     server does not have, ends when gRPC closes its stream, with status
+//     Unimplemented (what gRPC answered);
 //   - with WithMessageEvents, a message event carries the compressed size
 //     and the size on the wire (with gRPC's framing) next to the
 //     uncompressed one, as gRPC measured them;
 //   - with WithPayloadLogging, the payloads are the messages gRPC decoded
 //     and encoded.
 //
-// The handler's context answers opentracing.SpanFromContext with the span;
-// tracers' ContextWithSpan hooks (the OpenTelemetry bridge's, which would
-// also make the span visible to OpenTelemetry's API) are not run, since gRPC
-// has fixed the handler's context before the span starts: use the
-// interceptors where handlers need that. The client's half-close is not
-// seen, and RPCInfo.Request and Response are nil for a SpanDecorator.
+// The handler's context carries the span as opentracing.ContextWithSpan puts
+// it there (tracers' context hooks run, so under the OpenTelemetry bridge
+// the span is OpenTelemetry's current one too). The client's half-close is
+// not seen, and RPCInfo.Request and Response are nil for a SpanDecorator.
 //
 // Installed together with the server interceptors, the handler makes the
 // span and the interceptors leave the RPC to it.
@@ -54,27 +55,31 @@ func NewClientHandler(opts ...Option) stats.Handler {
 
 type serverHandler struct{ cfg *config }
 
-// TagRPC prepares the RPC's call and makes it the RPC's context; nothing is
-// started yet.
+// TagRPC starts the RPC's span and returns the handler's context, which
+// carries it. gRPC fixes the handler's context here, before it knows
+// whether it serves the method: a watch on the RPC's context ends the span
+// of an RPC gRPC never begins, once gRPC closes its stream.
 func (h *serverHandler) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
-	if c := h.cfg.newCall(ctx, info.FullMethodName, handlerFront); c != nil {
-		c.ctx = c
-		return c
+	c := h.cfg.startServer(ctx, info.FullMethodName, handlerFront, false, time.Time{})
+	if c == nil {
+		return ctx
 	}
+	returned := false
+	defer c.endIfPanicking(&returned, nil)
+	c.stopWatch = context.AfterFunc(ctx, c.neverBegun)
+	ctx = withCall(c.serverContext(ctx), c)
+	returned = true
 	return ctx
 }
 
+// neverBegun ends the span of an RPC gRPC closed without beginning it.
+func (c *call) neverBegun() {
+	c.end(status.Error(codes.Unimplemented, neverBegunReason), nil, nil)
+}
+
 func (h *serverHandler) HandleRPC(ctx context.Context, s stats.RPCStats) {
-	c, _ := ctx.Value(handlerCallKey{}).(*call)
-	if c == nil {
-		return
-	}
-	if b, ok := s.(*stats.Begin); ok {
-		c.startServerSpan(c, b.BeginTime)
-		return
-	}
-	if c.span != nil {
-		c.handle(s)
+	if c := h.cfg.ownCall(ctx); c != nil {
+		c.handleGuarded(s)
 	}
 }
 
@@ -87,36 +92,36 @@ func (*serverHandler) HandleConn(context.Context, stats.ConnStats) {}
 type clientHandler struct{ cfg *config }
 
 // TagRPC starts the span of an attempt and returns the attempt's context,
-// whose outgoing metadata carries the span context.
+// which carries the span and outgoing metadata holding its span context.
 func (h *clientHandler) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
-	c := h.cfg.newCall(ctx, info.FullMethodName, handlerFront)
+	c := h.cfg.startClient(ctx, info.FullMethodName, handlerFront, nil)
 	if c == nil {
+		if h.cfg.ownCall(ctx) != nil {
+			// ctx is that of another RPC of this handler's (a call made
+			// under a stream's context): its events are not this RPC's.
+			return withCall(ctx, nil)
+		}
 		return ctx
 	}
-	parent, ok := c.clientParent(ctx)
-	if !ok {
-		return ctx
-	}
-	c.startSpan(parent, nil, nil, time.Time{})
-	if call, ok := ctx.Value(interceptorCallKey{}).(*call); ok && call.cfg.side == clientSide {
+	returned := false
+	defer c.endIfPanicking(&returned, nil)
+	if call := callIn(ctx); call != nil && call.front == interceptorFront && call.cfg.side == clientSide && !call.ended.Load() {
+		// An attempt of the interceptor's call: ctx is the one the
+		// interceptor called gRPC with.
 		n := call.attempts.Add(1)
-		c.span.SetTag(tagAttempt, n)
+		c.rec.tag(tagAttempt, n)
 		if n > 1 {
-			c.span.SetTag(tagRetry, true)
+			c.rec.tag(tagRetry, true)
 		}
 	}
-	ctx = c.injectInto(c)
-	c.ctx = ctx
-	if len(c.cfg.decorators) > 0 {
-		// Decorators are promised a context carrying their span.
-		c.ctx = opentracing.ContextWithSpan(ctx, c.span)
-	}
+	ctx = withCall(c.clientContext(ctx), c)
+	returned = true
 	return ctx
 }
 
 func (h *clientHandler) HandleRPC(ctx context.Context, s stats.RPCStats) {
-	if c, _ := ctx.Value(handlerCallKey{}).(*call); c != nil {
-		c.handle(s)
+	if c := h.cfg.ownCall(ctx); c != nil {
+		c.handleGuarded(s)
 	}
 }
 
@@ -126,29 +131,43 @@ func (*clientHandler) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context
 
 func (*clientHandler) HandleConn(context.Context, stats.ConnStats) {}
 
-// handle records one of gRPC's events on a started call.
+// handleGuarded records one of gRPC's events on the call, ending the span
+// if grpctrace's or a redactor's code panics.
+func (c *call) handleGuarded(s stats.RPCStats) {
+	returned := false
+	defer c.endIfPanicking(&returned, nil)
+	c.handle(s)
+	returned = true
+}
+
+// handle records one of gRPC's events on the call.
 func (c *call) handle(s stats.RPCStats) {
 	switch s := s.(type) {
 	case *stats.Begin:
+		if c.stopWatch != nil && c.cfg.side == serverSide {
+			c.stopWatch()
+			// gRPC serves the method: its name is no client's invention.
+			c.cfg.methods.add(c.method.full, c.method)
+		}
 		if s.IsTransparentRetryAttempt {
-			c.span.SetTag(tagTransparentRetry, true)
+			c.rec.tag(tagTransparentRetry, true)
 		}
 	case *stats.OutHeader:
 		if s.Client && s.RemoteAddr != nil {
-			var buf [maxPeerTags]opentracing.Tag
-			for _, t := range appendPeerTags(buf[:0], &peer.Peer{Addr: s.RemoteAddr}) {
-				c.span.SetTag(t.Key, t.Value)
+			var buf [maxPeerTags]tag
+			for _, t := range appendPeerTags(buf[:0], s.RemoteAddr) {
+				c.rec.tag(t.key, t.value)
 			}
 		}
 	case *stats.InPayload:
 		if c.cfg.messageEvents || c.cfg.logPayloads {
 			c.received++
-			c.statsMessage(received, c.received, s.Payload, s.Length, s.CompressedLength, s.WireLength)
+			c.message(received, c.received, s.Payload, sizes{s.Length, s.CompressedLength, s.WireLength})
 		}
 	case *stats.OutPayload:
 		if c.cfg.messageEvents || c.cfg.logPayloads {
 			c.sent++
-			c.statsMessage(sent, c.sent, s.Payload, s.Length, s.CompressedLength, s.WireLength)
+			c.message(sent, c.sent, s.Payload, sizes{s.Length, s.CompressedLength, s.WireLength})
 		}
 	case *stats.InHeader:
 		if s.Client && c.cfg.messageEvents {
@@ -163,14 +182,6 @@ func (c *call) handle(s stats.RPCStats) {
 	}
 }
 
-// statsMessage logs a message as gRPC measured it.
-func (c *call) statsMessage(dir direction, seq int64, msg any, size, compressed, wire int) {
-	if !c.cfg.messageEvents {
-		size, compressed, wire = -1, -1, -1
-	}
-	c.logMessage(dir, seq, msg, size, compressed, wire)
-}
-
 // Tags and events only the stats handlers record.
 const (
 	tagAttempt           = "grpc.attempt"
@@ -178,4 +189,5 @@ const (
 	tagTransparentRetry  = "grpc.transparent_retry"
 	eventHeaderReceived  = "header received"
 	eventTrailerReceived = "trailer received"
+	neverBegunReason     = "grpctrace: gRPC closed the stream without beginning the RPC (unknown service or method)"
 )

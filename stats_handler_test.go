@@ -67,8 +67,10 @@ func TestRetryAttempts(t *testing.T) {
 }
 
 // TestUnknownMethodLeaksNothing calls a method the server does not have:
-// gRPC tags the RPC on the server and never begins it, so the server
-// handler must start no span (goleak checks the goroutines in TestMain).
+// gRPC tags the RPC on the server and never begins it. The server span,
+// started as gRPC tags the RPC, must still end, when gRPC closes the
+// stream, with the status the client got (waitSettled checks that every
+// started span finished; goleak in TestMain, that no goroutine is left).
 func TestUnknownMethodLeaksNothing(t *testing.T) {
 	e := newEnv(t, setup{instrument: viaHandlers})
 	err := e.conn.Invoke(context.Background(), "/"+service+"/Missing", &testpb.Request{}, new(testpb.Response))
@@ -77,8 +79,12 @@ func TestUnknownMethodLeaksNothing(t *testing.T) {
 	}
 	e.tracer.waitSettled(t)
 	got := e.tracer.tree()
-	if len(got) != 1 || got[0].Tags["span.kind"] != ext.SpanKindRPCClientEnum || len(got[0].Children) != 0 {
-		t.Errorf("want the client attempt span alone, got:\n%v", got)
+	if len(got) != 1 || got[0].Tags["span.kind"] != ext.SpanKindRPCClientEnum || len(got[0].Children) != 1 {
+		t.Fatalf("want the client attempt span and its server span, got:\n%v", got)
+	}
+	server := got[0].Children[0]
+	if server.Tags["span.kind"] != ext.SpanKindRPCServerEnum || server.Tags["rpc.grpc.status_code"] != uint32(codes.Unimplemented) {
+		t.Errorf("server span %v, want a server span ended Unimplemented", server)
 	}
 }
 

@@ -1,10 +1,6 @@
 package grpctrace
 
-import (
-	"github.com/opentracing/opentracing-go"
-	"github.com/opentracing/opentracing-go/ext"
-	"google.golang.org/grpc/codes"
-)
+import "google.golang.org/grpc/codes"
 
 // Tag keys and values grpctrace sets. The rpc.* keys follow the
 // OpenTelemetry RPC conventions, so spans read the same whether they reach
@@ -27,13 +23,6 @@ const (
 	clientSide side = iota
 	serverSide
 )
-
-func (s side) kindTag() opentracing.Tag {
-	if s == clientSide {
-		return ext.SpanKindRPCClient
-	}
-	return ext.SpanKindRPCServer
-}
 
 // serverErrorCodes are the codes that mean the server failed, as opposed to
 // the request being refused, following the OpenTelemetry RPC conventions.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"runtime"
+	"sync"
 	"sync/atomic"
 
 	"google.golang.org/grpc"
@@ -19,12 +20,13 @@ import (
 func StreamServerInterceptor(opts ...Option) grpc.StreamServerInterceptor {
 	cfg := newConfig(serverSide, opts)
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		ctx, c := cfg.startServer(ss.Context(), info.FullMethod)
+		c := cfg.startServerInterceptor(ss.Context(), info.FullMethod)
 		if c == nil {
 			return handler(srv, ss)
 		}
 		returned := false
 		defer c.endIfPanicking(&returned, nil)
+		ctx := c.serverContext(ss.Context())
 		err := handler(srv, &WrappedServerStream{ServerStream: ss, ctx: ctx, call: c})
 		returned = true
 		c.end(err, nil, nil)
@@ -42,21 +44,28 @@ func StreamServerInterceptor(opts ...Option) grpc.StreamServerInterceptor {
 //   - the stream cannot be created;
 //   - the call's context is done, unless a RecvMsg is under way: the status
 //     it returns wins over the cancellation;
-//   - the caller drops the stream without doing any of the above: the
-//     garbage collector's cleanup finishes the span with an "abandoned"
-//     error, so it neither stays open in the tracer nor reads as OK.
+//   - the caller drops the stream without doing any of the above: once the
+//     garbage collector finds it unreachable, the span finishes with an
+//     "abandoned" error, so it neither stays open in the tracer nor reads
+//     as OK. That end runs on a goroutine of grpctrace's own, never on the
+//     runtime's cleanup goroutine.
 //
 // io.EOF from SendMsg ends nothing: it means the status is to be read with
-// RecvMsg. No goroutine is started per stream.
+// RecvMsg. No goroutine is started per stream, but for an abandoned one.
+//
+// The stream's Context is the one gRPC gives, less grpctrace's record of
+// the call: calls made under it are calls of their own, never attempts of
+// this one.
 func StreamClientInterceptor(opts ...Option) grpc.StreamClientInterceptor {
 	cfg := newConfig(clientSide, opts)
 	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, callOpts ...grpc.CallOption) (grpc.ClientStream, error) {
-		ctx, c := cfg.startClient(ctx, method, targetOf(cc))
+		c := cfg.startClientInterceptor(ctx, method, cc)
 		if c == nil {
 			return streamer(ctx, desc, cc, method, callOpts...)
 		}
 		returned := false
 		defer c.endIfPanicking(&returned, nil)
+		ctx = withCall(c.clientContext(ctx), c)
 		cs, err := streamer(ctx, desc, cc, method, callOpts...)
 		returned = true
 		if err != nil {
@@ -77,6 +86,9 @@ func StreamClientInterceptor(opts ...Option) grpc.StreamClientInterceptor {
 type clientStream struct {
 	grpc.ClientStream
 	end *streamEnd
+
+	ctxOnce sync.Once
+	ctx     context.Context
 }
 
 // streamEnd is the end-of-stream state machine of one client stream.
@@ -86,9 +98,6 @@ type streamEnd struct {
 	// state counts the RecvMsg calls under way, plus ctxDoneBit once the
 	// call's context is done.
 	state atomic.Int32
-	// stop unregisters the context watch; set before the stream is handed
-	// out and never called by the watch itself.
-	stop func() bool
 }
 
 const ctxDoneBit = 1 << 30
@@ -96,7 +105,8 @@ const ctxDoneBit = 1 << 30
 func newClientStream(ctx context.Context, cs grpc.ClientStream, c *call, serverStreams bool) *clientStream {
 	e := &streamEnd{call: c, serverStreams: serverStreams}
 	if ctx.Done() != nil {
-		e.stop = context.AfterFunc(ctx, e.contextDone)
+		// Set before the stream is handed out; never called by the watch.
+		e.stopWatch = context.AfterFunc(ctx, e.contextDone)
 	}
 	w := &clientStream{ClientStream: cs, end: e}
 	runtime.AddCleanup(w, (*streamEnd).abandoned, e)
@@ -109,8 +119,8 @@ func (e *streamEnd) finish(err error) {
 		return
 	}
 	e.call.end(err, nil, nil)
-	if e.stop != nil {
-		e.stop()
+	if e.stopWatch != nil {
+		e.stopWatch()
 	}
 }
 
@@ -127,8 +137,26 @@ func (e *streamEnd) contextError() error {
 	return status.FromContextError(e.ctx.Err()).Err()
 }
 
+// abandoned runs on the runtime's cleanup goroutine, which runs the
+// process's cleanups one at a time: the end, with the tracer's and the
+// decorators' code, goes to a goroutine of its own, so that a slow Finish
+// holds up no other cleanup.
 func (e *streamEnd) abandoned() {
+	if !e.ended.Load() {
+		go e.finishAbandoned()
+	}
+}
+
+func (e *streamEnd) finishAbandoned() {
+	// Nobody waits for this end: a panic in it has nowhere to go.
+	defer func() { _ = recover() }()
 	e.finish(status.Error(codes.Unknown, abandonedStreamReason))
+}
+
+// Context returns the stream's context without the call in it.
+func (w *clientStream) Context() context.Context {
+	w.ctxOnce.Do(func() { w.ctx = context.WithValue(w.ClientStream.Context(), callKey{}, (*call)(nil)) })
+	return w.ctx
 }
 
 // RecvMsg receives a message and ends the span when the RPC is over.
@@ -141,7 +169,7 @@ func (w *clientStream) RecvMsg(m any) error {
 	switch {
 	case err == nil:
 		e.received++
-		e.message(received, e.received, m)
+		e.message(received, e.received, m, unknownSizes)
 		// Without server streaming, gRPC has read the status along with
 		// the single response: nil means the RPC succeeded.
 		over = !e.serverStreams
@@ -170,7 +198,7 @@ func (w *clientStream) SendMsg(m any) error {
 	switch {
 	case err == nil:
 		e.sent++
-		e.message(sent, e.sent, m)
+		e.message(sent, e.sent, m, unknownSizes)
 	case err != io.EOF:
 		e.finish(err)
 	}
@@ -183,7 +211,7 @@ func (w *clientStream) SendMsg(m any) error {
 func (w *clientStream) CloseSend() error {
 	err := w.ClientStream.CloseSend()
 	if err != nil {
-		w.end.messageError(eventCloseSend, err)
+		w.end.event(eventCloseSend, strField("message", err.Error()))
 	} else if w.end.cfg.messageEvents {
 		w.end.event(eventCloseSend)
 	}

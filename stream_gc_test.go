@@ -26,7 +26,7 @@ func recvLast(cs grpc.ClientStream, done chan<- error) { done <- cs.RecvMsg(new(
 func TestStreamNotAbandonedDuringRecvMsg(t *testing.T) {
 	tracer := mocktracer.New()
 	cfg := newConfig(clientSide, []Option{WithTracer(tracer)})
-	ctx, c := cfg.startClient(context.Background(), "/pkg.Svc/M", "dns:///svc.example:443")
+	ctx, c := startTestCall(t, cfg, context.Background())
 	inner := &blockingStream{entered: make(chan struct{}), result: make(chan error)}
 	done := make(chan error, 1)
 	go recvLast(newClientStream(ctx, inner, c, false), done)

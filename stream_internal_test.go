@@ -40,7 +40,7 @@ func startBlockingStream(t *testing.T, serverStreams bool) (*mocktracer.MockTrac
 	tracer := mocktracer.New()
 	cfg := newConfig(clientSide, []Option{WithTracer(tracer)})
 	ctx, cancel := context.WithCancel(context.Background())
-	ctx, c := cfg.startClient(ctx, "/pkg.Svc/M", "dns:///svc.example:443")
+	ctx, c := startTestCall(t, cfg, ctx)
 	inner := &blockingStream{entered: make(chan struct{}), result: make(chan error)}
 	w := newClientStream(ctx, inner, c, serverStreams)
 	recvDone := make(chan error, 1)
@@ -128,10 +128,10 @@ func TestStartClientThenServer(t *testing.T) {
 	tracer := mocktracer.New()
 	client := newConfig(clientSide, []Option{WithTracer(tracer)})
 	server := newConfig(serverSide, []Option{WithTracer(tracer)})
-	ctx, c := client.startClient(context.Background(), "/pkg.Svc/M", "")
+	ctx, c := startTestCall(t, client, context.Background())
 	out, _ := metadata.FromOutgoingContext(ctx)
-	sctx, s := server.startServer(metadata.NewIncomingContext(context.Background(), out), "/pkg.Svc/M")
-	if opentracing.SpanFromContext(sctx) != s.span {
+	sctx, s := startTestCall(t, server, metadata.NewIncomingContext(context.Background(), out))
+	if opentracing.SpanFromContext(sctx) != s.rec.(*otSpan).span {
 		t.Fatal("server context does not carry the server span")
 	}
 	s.end(nil, nil, nil)
@@ -150,7 +150,7 @@ func TestNoLogsAfterContextEndedStream(t *testing.T) {
 	tracer := mocktracer.New()
 	cfg := newConfig(clientSide, []Option{WithTracer(tracer), WithMessageEvents(), WithPayloadLogging()})
 	ctx, cancel := context.WithCancel(context.Background())
-	ctx, c := cfg.startClient(ctx, "/pkg.Svc/M", "")
+	ctx, c := startTestCall(t, cfg, ctx)
 	w := newClientStream(ctx, &blockingStream{}, c, true)
 	if err := w.SendMsg("before"); err != nil {
 		t.Fatal(err)

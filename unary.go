@@ -2,6 +2,7 @@ package grpctrace
 
 import (
 	"context"
+	"time"
 
 	"google.golang.org/grpc"
 )
@@ -16,32 +17,33 @@ import (
 func UnaryServerInterceptor(opts ...Option) grpc.UnaryServerInterceptor {
 	cfg := newConfig(serverSide, opts)
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
-		ctx, c := cfg.startServer(ctx, info.FullMethod)
+		c := cfg.startServerInterceptor(ctx, info.FullMethod)
 		if c == nil {
 			return handler(ctx, req)
 		}
-		c.message(received, 1, req)
 		returned := false
 		defer c.endIfPanicking(&returned, req)
+		ctx = c.serverContext(ctx)
+		c.message(received, 1, req, unknownSizes)
 		resp, err = handler(ctx, req)
-		returned = true
-		if err != nil {
-			c.end(err, req, nil)
-			return resp, err
+		var reply any
+		if err == nil {
+			reply = resp
+			c.message(sent, 1, resp, unknownSizes)
 		}
-		c.message(sent, 1, resp)
-		c.end(nil, req, resp)
-		return resp, nil
+		returned = true
+		c.end(err, req, reply)
+		return resp, err
 	}
 }
 
-// targetOf returns the target a client calls; tests may call interceptors
-// without a ClientConn.
-func targetOf(cc *grpc.ClientConn) string {
-	if cc == nil {
-		return ""
+// startServerInterceptor starts the span of an RPC reaching a server
+// interceptor, unless the server's stats handler traces it already.
+func (cfg *config) startServerInterceptor(ctx context.Context, fullMethod string) *call {
+	if h := callIn(ctx); h != nil && h.front == handlerFront && h.cfg.side == serverSide {
+		return nil
 	}
-	return cc.Target()
+	return cfg.startServer(ctx, fullMethod, interceptorFront, true, time.Time{})
 }
 
 // UnaryClientInterceptor returns an interceptor that traces unary RPCs on
@@ -51,21 +53,33 @@ func targetOf(cc *grpc.ClientConn) string {
 func UnaryClientInterceptor(opts ...Option) grpc.UnaryClientInterceptor {
 	cfg := newConfig(clientSide, opts)
 	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, callOpts ...grpc.CallOption) error {
-		ctx, c := cfg.startClient(ctx, method, targetOf(cc))
+		c := cfg.startClientInterceptor(ctx, method, cc)
 		if c == nil {
 			return invoker(ctx, method, req, reply, cc, callOpts...)
 		}
-		c.message(sent, 1, req)
 		returned := false
 		defer c.endIfPanicking(&returned, req)
+		ctx = withCall(c.clientContext(ctx), c)
+		c.message(sent, 1, req, unknownSizes)
 		err := invoker(ctx, method, req, reply, cc, callOpts...)
-		returned = true
 		var resp any
 		if err == nil {
 			resp = reply
-			c.message(received, 1, reply)
+			c.message(received, 1, reply, unknownSizes)
 		}
+		returned = true
 		c.end(err, req, resp)
 		return err
 	}
+}
+
+// startClientInterceptor starts the span of a call through a client
+// interceptor. The context it is then called with (withCall) carries the
+// call, for the client stats handler to number its attempts.
+func (cfg *config) startClientInterceptor(ctx context.Context, method string, cc *grpc.ClientConn) *call {
+	var target []tag
+	if cc != nil { // tests may call interceptors without a ClientConn
+		target = cfg.targets.get(cc.CanonicalTarget(), targetTags)
+	}
+	return cfg.startClient(ctx, method, interceptorFront, target)
 }

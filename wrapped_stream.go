@@ -42,11 +42,11 @@ func (w *WrappedServerStream) RecvMsg(m any) error {
 	switch {
 	case err == nil:
 		w.call.received++
-		w.call.message(received, w.call.received, m)
+		w.call.message(received, w.call.received, m, unknownSizes)
 	case err == io.EOF:
 		w.call.event(eventClientHalfClose)
 	default:
-		w.call.messageError(eventRecvError, err)
+		w.call.event(eventRecvError, strField("message", err.Error()))
 	}
 	return err
 }
@@ -59,9 +59,9 @@ func (w *WrappedServerStream) SendMsg(m any) error {
 	}
 	if err == nil {
 		w.call.sent++
-		w.call.message(sent, w.call.sent, m)
+		w.call.message(sent, w.call.sent, m, unknownSizes)
 	} else {
-		w.call.messageError(eventSendError, err)
+		w.call.event(eventSendError, strField("message", err.Error()))
 	}
 	return err
 }

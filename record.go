@@ -1,0 +1,93 @@
+package grpctrace
+
+import (
+	"context"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+)
+
+// The seam between the core and a tracing API. The core (call.go) decides
+// what to record and when; a recorder turns that into one API's calls. The
+// OpenTracing recorder is in record_opentracing.go.
+
+// recorder makes the recordings of a door's spans. It is built once per
+// constructor.
+type recorder interface {
+	// newSpan returns the recording of one span, not started yet, or nil
+	// when nothing would be recorded (a no-op tracer). It is called once
+	// per RPC, so a recorder that looks its tracer up (a global one) sees
+	// the tracer registered at the time.
+	newSpan() span
+}
+
+// span is the recording of one span. Its methods are called by one
+// goroutine at a time (the core orders them); start comes first, and end
+// last.
+type span interface {
+	// localParent returns the span context of the span ctx carries.
+	localParent(ctx context.Context) (parent any, ok bool)
+	// extract reads the span context a client sent in md. A missing one is
+	// (nil, nil); an unreadable one is (nil, err).
+	extract(md metadata.MD) (parent any, err error)
+	// start starts the span.
+	start(s spanStart)
+	// inject writes the span's context into md.
+	inject(md metadata.MD) error
+	// contextWith returns ctx carrying the span, as the API's own function
+	// puts it there, for the handler or the caller to find.
+	contextWith(ctx context.Context) context.Context
+	// tag sets a tag on the started span.
+	tag(key string, value any)
+	// log logs an event, stamped now.
+	log(fields []field)
+	// logUntrusted logs the identity of a remote parent the span was not
+	// allowed to join.
+	logUntrusted(remote any)
+	// end tags the outcome, runs the decorators and finishes the span.
+	end(e spanEnd)
+}
+
+// spanStart is what a span starts with.
+type spanStart struct {
+	name   string
+	client bool
+	parent any // from localParent or extract; nil: a root span
+	// tags, in order: the side's, the method's and the peer's.
+	tags [3][]tag
+	at   time.Time
+}
+
+// spanEnd is how a span ends.
+type spanEnd struct {
+	code    codes.Code
+	isError bool
+	message string // the status message, for an error
+	// at is the finish time; the error event is stamped with it too.
+	at         time.Time
+	decorators []SpanDecorator
+	ctx        context.Context // the context the decorators get
+	info       RPCInfo
+}
+
+// tag is a span tag: a key and a value of a type tracers know (string,
+// bool, integers).
+type tag struct {
+	key   string
+	value any
+}
+
+// field is a field of a logged event: a string, or with numeric set an
+// integer.
+type field struct {
+	key     string
+	str     string
+	num     int64
+	numeric bool
+}
+
+func strField(key, val string) field { return field{key: key, str: val} }
+func numField(key string, n int64) field {
+	return field{key: key, num: n, numeric: true}
+}

@@ -1,0 +1,225 @@
+package grpctrace
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/opentracing/opentracing-go"
+	"github.com/opentracing/opentracing-go/ext"
+	"github.com/opentracing/opentracing-go/log"
+	"google.golang.org/grpc/metadata"
+)
+
+// otRecorder records through the OpenTracing API.
+type otRecorder struct {
+	tracer opentracing.Tracer // nil: opentracing.GlobalTracer(), per RPC
+}
+
+func (r *otRecorder) newSpan() span {
+	t := r.tracer
+	if t == nil {
+		t = opentracing.GlobalTracer()
+	}
+	if _, noop := t.(opentracing.NoopTracer); noop {
+		return nil
+	}
+	return &otSpan{tracer: t}
+}
+
+// otSpan is one OpenTracing span. It holds the single start option
+// grpctrace gives the tracer, and what that option applies: a variadic
+// slice of options escapes into the tracer, and the span is allocated
+// anyway.
+type otSpan struct {
+	tracer opentracing.Tracer
+	span   opentracing.Span
+	from   spanStart
+	opts   [1]opentracing.StartSpanOption
+	refs   [1]opentracing.SpanReference
+}
+
+// startOption applies a span's kind, parent, tags and start time. The kind
+// and the parent are start options, never tags set later, because some
+// tracers (the OpenTelemetry bridge) only read them at start.
+type startOption struct{ s *otSpan }
+
+func (o startOption) Apply(so *opentracing.StartSpanOptions) {
+	from := &o.s.from
+	if parent, ok := from.parent.(opentracing.SpanContext); ok && parent != nil {
+		if so.References == nil {
+			so.References = o.s.refs[:0]
+		}
+		so.References = append(so.References, opentracing.SpanReference{Type: opentracing.ChildOfRef, ReferencedContext: parent})
+	}
+	if !from.at.IsZero() {
+		so.StartTime = from.at
+	}
+	if from.client {
+		ext.SpanKindRPCClient.Apply(so)
+	} else {
+		ext.SpanKindRPCServer.Apply(so)
+	}
+	for _, tags := range from.tags {
+		for _, t := range tags {
+			opentracing.Tag{Key: t.key, Value: t.value}.Apply(so)
+		}
+	}
+}
+
+func (s *otSpan) localParent(ctx context.Context) (any, bool) {
+	if p := opentracing.SpanFromContext(ctx); p != nil {
+		return p.Context(), true
+	}
+	return nil, false
+}
+
+// extract reads the remote span context. A missing one is no error; a
+// corrupt one, or a tracer that panics on hostile input, is returned as an
+// error to record on the span, and the RPC goes on without a parent.
+func (s *otSpan) extract(md metadata.MD) (parent any, err error) {
+	if len(md) == 0 {
+		return nil, nil
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			parent, err = nil, fmt.Errorf("tracer panicked extracting the span context: %v", r)
+		}
+	}()
+	carrier := MetadataCarrier(md)
+	sc, err := s.tracer.Extract(opentracing.TextMap, carrier)
+	if err != nil {
+		// Tracers return a zero span context with their errors.
+		sc = nil
+	}
+	if errors.Is(err, opentracing.ErrSpanContextNotFound) {
+		err = nil
+	}
+	if cerr := carrier.corruption(); cerr != nil && err == nil {
+		err = cerr
+	}
+	if sc == nil {
+		return nil, err
+	}
+	return sc, err
+}
+
+func (s *otSpan) start(from spanStart) {
+	s.from = from
+	s.opts[0] = startOption{s}
+	s.span = s.tracer.StartSpan(from.name, s.opts[:]...)
+}
+
+func (s *otSpan) inject(md metadata.MD) error {
+	return s.tracer.Inject(s.span.Context(), opentracing.TextMap, MetadataCarrier(md))
+}
+
+func (s *otSpan) contextWith(ctx context.Context) context.Context {
+	return opentracing.ContextWithSpan(ctx, s.span)
+}
+
+func (s *otSpan) tag(key string, value any) { s.span.SetTag(key, value) }
+
+func (s *otSpan) log(fields []field) { s.span.LogFields(otFields(fields)...) }
+
+func otFields(fields []field) []log.Field {
+	out := make([]log.Field, len(fields))
+	for i, f := range fields {
+		if f.numeric {
+			out[i] = log.Int64(f.key, f.num)
+		} else {
+			out[i] = log.String(f.key, f.str)
+		}
+	}
+	return out
+}
+
+// end tags the status, runs the decorators and finishes the span. The
+// error event is a log record of the finish, stamped with the end time;
+// decorators log "now", so after them the span finishes no earlier than
+// the moment they returned.
+func (s *otSpan) end(e spanEnd) {
+	s.span.SetTag(tagRPCStatusCode, uint32(e.code))
+	var records []opentracing.LogRecord
+	if e.isError {
+		s.span.SetTag(tagError, true)
+		records = []opentracing.LogRecord{{Timestamp: e.at, Fields: []log.Field{
+			log.String("event", eventError),
+			log.String("error.kind", e.code.String()),
+			log.String("message", e.message),
+		}}}
+	}
+	at := e.at
+	if len(e.decorators) > 0 {
+		for _, d := range e.decorators {
+			s.decorate(d, &e)
+		}
+		if now := time.Now(); now.After(at) {
+			at = now
+		}
+	}
+	s.span.FinishWithOptions(opentracing.FinishOptions{FinishTime: at, LogRecords: records})
+}
+
+// decorate runs one decorator; a panic in it is logged on the span, which
+// still finishes, and the RPC goes on.
+func (s *otSpan) decorate(d SpanDecorator, e *spanEnd) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.span.LogFields(log.String("event", eventDecoratorPanicked), log.String("message", fmt.Sprint(r)))
+		}
+	}()
+	d(e.ctx, s.span, e.info)
+}
+
+// logUntrusted records the identity of a trace that a public endpoint
+// refused to join, so that the caller's trace and the server's new one can
+// be correlated by hand, without letting anything the caller sent reach the
+// server's trace.
+//
+// OpenTracing span contexts are opaque, so the identity is what the tracer
+// itself writes for the remote context: it is injected into a scratch
+// carrier and logged, less anything that carries baggage (the baggage items'
+// own keys, and keys that name baggage, as the W3C, Jaeger and OpenTracing
+// propagators do).
+func (s *otSpan) logUntrusted(parent any) {
+	remote, ok := parent.(opentracing.SpanContext)
+	if !ok || remote == nil {
+		return
+	}
+	scratch := metadata.MD{}
+	if err := s.tracer.Inject(remote, opentracing.TextMap, MetadataCarrier(scratch)); err != nil {
+		s.span.LogFields(log.String("event", eventUntrustedParent), log.String("message", err.Error()))
+		return
+	}
+	var baggageKeys []string
+	remote.ForeachBaggageItem(func(k, _ string) bool {
+		baggageKeys = append(baggageKeys, strings.ToLower(k))
+		return true
+	})
+	keys := MetadataCarrier(scratch).Keys()
+	sort.Strings(keys)
+	fields := []log.Field{log.String("event", eventUntrustedParent)}
+	for _, key := range keys {
+		if carriesBaggage(key, baggageKeys) {
+			continue
+		}
+		fields = append(fields, log.String(key, MetadataCarrier(scratch).Get(key)))
+	}
+	s.span.LogFields(fields...)
+}
+
+func carriesBaggage(key string, baggageKeys []string) bool {
+	if strings.Contains(key, "baggage") || strings.HasPrefix(key, "uberctx-") {
+		return true
+	}
+	for _, b := range baggageKeys {
+		if strings.HasSuffix(key, b) {
+			return true
+		}
+	}
+	return false
+}
