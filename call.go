@@ -94,16 +94,17 @@ func (cfg *config) newCall(ctx context.Context, fullMethod string, f front, cach
 	if cfg.filter != nil && !cfg.filter(ctx, fullMethod) {
 		return nil
 	}
-	rec := cfg.rec.newSpan()
-	if rec == nil {
+	c := cfg.rec.newCall()
+	if c == nil {
 		return nil
 	}
-	return &call{cfg: cfg, front: f, method: cfg.method(fullMethod, cacheMethod), rec: rec, ctx: ctx}
+	c.cfg, c.front, c.method, c.ctx = cfg, f, cfg.method(fullMethod, cacheMethod), ctx
+	return c
 }
 
 // start starts the span, child of parent, at the time given (zero: now). A
 // tracer that panics starting it leaves the RPC untraced: false.
-func (c *call) start(parent any, peerTags []tag, at time.Time) (started bool) {
+func (c *call) start(parent any, peer peerTags, at time.Time) (started bool) {
 	defer func() {
 		if r := recover(); r != nil {
 			started = false
@@ -113,7 +114,8 @@ func (c *call) start(parent any, peerTags []tag, at time.Time) (started bool) {
 		name:   c.method.operationName,
 		client: c.cfg.side == clientSide,
 		parent: parent,
-		tags:   [3][]tag{c.cfg.sideTags, c.method.tags, peerTags},
+		tags:   [2][]tag{c.cfg.sideTags, c.method.tags},
+		peer:   peer,
 		at:     at,
 	})
 	return true
@@ -121,8 +123,8 @@ func (c *call) start(parent any, peerTags []tag, at time.Time) (started bool) {
 
 // startClient starts the span of a client call or attempt under ctx: child
 // of the span ctx carries, if any. It returns nil when the RPC is not to be
-// traced. peerTags name the server.
-func (cfg *config) startClient(ctx context.Context, fullMethod string, f front, peerTags []tag) *call {
+// traced. peer names the server.
+func (cfg *config) startClient(ctx context.Context, fullMethod string, f front, peer peerTags) *call {
 	c := cfg.newCall(ctx, fullMethod, f, true)
 	if c == nil {
 		return nil
@@ -131,7 +133,7 @@ func (cfg *config) startClient(ctx context.Context, fullMethod string, f front, 
 	if !ok && cfg.parentRequired {
 		return nil
 	}
-	if !c.start(parent, peerTags, time.Time{}) {
+	if !c.start(parent, peer, time.Time{}) {
 		return nil
 	}
 	return c
@@ -183,11 +185,11 @@ func (cfg *config) startServer(ctx context.Context, fullMethod string, f front, 
 	if public {
 		parent = nil
 	}
-	var peerTags []tag
+	var client peerTags
 	if p, ok := peer.FromContext(ctx); ok {
-		peerTags = appendPeerTags(make([]tag, 0, maxPeerTags), p.Addr)
+		client = addrTags(p.Addr)
 	}
-	if !c.start(parent, peerTags, at) {
+	if !c.start(parent, client, at) {
 		return nil
 	}
 	if extractErr != nil {

@@ -10,9 +10,30 @@ import (
 	"github.com/opentracing/opentracing-go/ext"
 )
 
-// maxPeerTags is the most tags appendPeerTags appends: the address, the IP
-// and the port.
+// maxPeerTags is the most tags a peer has: the address, the IP or host
+// name, and the port.
 const maxPeerTags = 3
+
+// peerTags are the tags naming an RPC's peer.
+type peerTags struct {
+	tags [maxPeerTags]tag
+	n    int
+}
+
+func (p *peerTags) list() []tag { return p.tags[:p.n] }
+
+func newPeerTags(tags []tag) peerTags {
+	var p peerTags
+	p.n = copy(p.tags[:], tags)
+	return p
+}
+
+// addrTags returns the tags for a peer's address.
+func addrTags(a net.Addr) peerTags {
+	var p peerTags
+	p.n = len(appendPeerTags(p.tags[:0], a))
+	return p
+}
 
 // appendPeerTags appends the tags for a peer's address: peer.address
 // always, and peer.ipv4 or peer.ipv6 and peer.port when the address is an

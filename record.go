@@ -15,11 +15,13 @@ import (
 // recorder makes the recordings of a door's spans. It is built once per
 // constructor.
 type recorder interface {
-	// newSpan returns the recording of one span, not started yet, or nil
-	// when nothing would be recorded (a no-op tracer). It is called once
-	// per RPC, so a recorder that looks its tracer up (a global one) sees
-	// the tracer registered at the time.
-	newSpan() span
+	// newCall returns a zero call whose rec is the recording of one span,
+	// not started yet, or nil when nothing would be recorded (a no-op
+	// tracer). The recorder allocates the call and its span together: one
+	// allocation per RPC and side. It is called once per RPC, so a
+	// recorder that looks its tracer up (a global one) sees the tracer
+	// registered at the time.
+	newCall() *call
 }
 
 // span is the recording of one span. Its methods are called by one
@@ -54,8 +56,9 @@ type spanStart struct {
 	name   string
 	client bool
 	parent any // from localParent or extract; nil: a root span
-	// tags, in order: the side's, the method's and the peer's.
-	tags [3][]tag
+	// the side's and the method's tags, then the peer's
+	tags [2][]tag
+	peer peerTags
 	at   time.Time
 }
 

@@ -19,7 +19,13 @@ type otRecorder struct {
 	tracer opentracing.Tracer // nil: opentracing.GlobalTracer(), per RPC
 }
 
-func (r *otRecorder) newSpan() span {
+// otCall is a call with its OpenTracing span, allocated together.
+type otCall struct {
+	call call
+	span otSpan
+}
+
+func (r *otRecorder) newCall() *call {
 	t := r.tracer
 	if t == nil {
 		t = opentracing.GlobalTracer()
@@ -27,7 +33,9 @@ func (r *otRecorder) newSpan() span {
 	if _, noop := t.(opentracing.NoopTracer); noop {
 		return nil
 	}
-	return &otSpan{tracer: t}
+	oc := &otCall{span: otSpan{tracer: t}}
+	oc.call.rec = &oc.span
+	return &oc.call
 }
 
 // otSpan is one OpenTracing span. It holds the single start option
@@ -67,6 +75,9 @@ func (o startOption) Apply(so *opentracing.StartSpanOptions) {
 		for _, t := range tags {
 			opentracing.Tag{Key: t.key, Value: t.value}.Apply(so)
 		}
+	}
+	for _, t := range from.peer.list() {
+		opentracing.Tag{Key: t.key, Value: t.value}.Apply(so)
 	}
 }
 

@@ -77,9 +77,9 @@ func UnaryClientInterceptor(opts ...Option) grpc.UnaryClientInterceptor {
 // interceptor. The context it is then called with (withCall) carries the
 // call, for the client stats handler to number its attempts.
 func (cfg *config) startClientInterceptor(ctx context.Context, method string, cc *grpc.ClientConn) *call {
-	var target []tag
+	var target peerTags
 	if cc != nil { // tests may call interceptors without a ClientConn
-		target = cfg.targets.get(cc.CanonicalTarget(), targetTags)
+		target = newPeerTags(cfg.targets.get(cc.CanonicalTarget(), targetTags))
 	}
 	return cfg.startClient(ctx, method, interceptorFront, target)
 }
