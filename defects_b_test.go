@@ -178,21 +178,21 @@ func TestOperationNameCachedAfterUnknownMethodFlood(t *testing.T) {
 	}
 }
 
-// panicCatcher is a recovery handler that records what it recovered and
+// recoveryRecorder is a recovery handler that records what it recovered and
 // turns it into an Internal error.
-type panicCatcher struct {
+type recoveryRecorder struct {
 	mu  sync.Mutex
 	got []any
 }
 
-func (c *panicCatcher) handle(p any) error {
+func (c *recoveryRecorder) handle(p any) error {
 	c.mu.Lock()
 	c.got = append(c.got, p)
 	c.mu.Unlock()
 	return status.Errorf(codes.Internal, "panic: %v", p)
 }
 
-func (c *panicCatcher) recovered() []any {
+func (c *recoveryRecorder) recovered() []any {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return append([]any(nil), c.got...)
@@ -239,7 +239,7 @@ func TestPanickingRedactorServer(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			var outer, inner panicCatcher
+			var outer, inner recoveryRecorder
 			e := newEnv(t, setup{
 				untracedSide: "client",
 				noRecovery:   true,
