@@ -43,7 +43,7 @@ type call struct {
 	// reaches a finished span, and the finish is stamped no earlier than
 	// the last log (lastLog).
 	logMu   sync.Mutex
-	lastLog time.Time
+	lastLog int64 // Unix nanoseconds
 
 	// numbers of messages received and sent, for message events; each is
 	// counted by one goroutine at a time.
@@ -104,14 +104,13 @@ func (cfg *config) newCall(ctx context.Context, fullMethod string, f front, cach
 
 // start starts the span, child of parent, at the time given (zero: now). A
 // tracer that panics starting it leaves the RPC untraced: false.
-func (c *call) start(parent any, peer peerTags, at time.Time) (started bool) {
+func (c *call) start(parent any, peer remote, at time.Time) (started bool) {
 	defer func() {
 		if r := recover(); r != nil {
 			started = false
 		}
 	}()
-	c.rec.start(spanStart{
-		name:   c.method.operationName,
+	c.rec.start(c.method.operationName, spanStart{
 		client: c.cfg.side == clientSide,
 		parent: parent,
 		tags:   [2][]tag{c.cfg.sideTags, c.method.tags},
@@ -124,7 +123,7 @@ func (c *call) start(parent any, peer peerTags, at time.Time) (started bool) {
 // startClient starts the span of a client call or attempt under ctx: child
 // of the span ctx carries, if any. It returns nil when the RPC is not to be
 // traced. peer names the server.
-func (cfg *config) startClient(ctx context.Context, fullMethod string, f front, peer peerTags) *call {
+func (cfg *config) startClient(ctx context.Context, fullMethod string, f front, peer remote) *call {
 	c := cfg.newCall(ctx, fullMethod, f, true)
 	if c == nil {
 		return nil
@@ -175,19 +174,18 @@ func (cfg *config) startServer(ctx context.Context, fullMethod string, f front, 
 	if c == nil {
 		return nil
 	}
-	md, _ := metadata.FromIncomingContext(ctx)
-	remote, extractErr := c.rec.extract(md)
-	if remote == nil && cfg.parentRequired {
+	sent, extractErr := c.rec.extract(ctx)
+	if sent == nil && cfg.parentRequired {
 		return nil
 	}
 	public := cfg.public != nil && cfg.public(ctx, fullMethod)
-	parent := remote
+	parent := sent
 	if public {
 		parent = nil
 	}
-	var client peerTags
+	var client remote
 	if p, ok := peer.FromContext(ctx); ok {
-		client = addrTags(p.Addr)
+		client.addr = p.Addr
 	}
 	if !c.start(parent, client, at) {
 		return nil
@@ -195,8 +193,8 @@ func (cfg *config) startServer(ctx context.Context, fullMethod string, f front, 
 	if extractErr != nil {
 		c.event(eventExtractFailed, strField("message", extractErr.Error()))
 	}
-	if public && remote != nil {
-		c.rec.logUntrusted(remote)
+	if public && sent != nil {
+		c.rec.logUntrusted(sent)
 	}
 	return c
 }
@@ -213,7 +211,8 @@ func (c *call) serverContext(ctx context.Context) context.Context {
 func (c *call) end(err error, req, resp any) { c.endAt(err, req, resp, time.Time{}) }
 
 // endAt is end with the time the RPC ended, when gRPC reports it (zero:
-// now). The span finishes then, or at its last log if that came later.
+// now). The span finishes then, or at its last log if that came later: a
+// message event racing the end is stamped when it was logged.
 func (c *call) endAt(err error, req, resp any, at time.Time) {
 	if !c.ended.CompareAndSwap(false, true) {
 		return
@@ -225,10 +224,8 @@ func (c *call) endAt(err error, req, resp any, at time.Time) {
 	c.logMu.Lock()
 	last := c.lastLog
 	c.logMu.Unlock()
-	if at.IsZero() {
-		at = time.Now()
-	} else if last.After(at) {
-		at = last
+	if !at.IsZero() && last > at.UnixNano() {
+		at = time.Unix(0, last)
 	}
 	st, ok := status.FromError(err)
 	if !ok {
@@ -304,7 +301,7 @@ func (c *call) log(fields []field) {
 		return
 	}
 	c.rec.log(fields)
-	c.lastLog = time.Now()
+	c.lastLog = time.Now().UnixNano()
 }
 
 // direction is a message's direction, as seen from the span's side.

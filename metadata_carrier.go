@@ -32,23 +32,12 @@ type MetadataCarrier metadata.MD
 const packedKey = "grpctrace-bin"
 
 // Set implements opentracing.TextMapWriter.
-func (c MetadataCarrier) Set(key, val string) { c.set(key, val, nil) }
-
-// set is Set taking the new value's one-element slice from the spare
-// capacity of *buf when buf is not nil, so that injecting a span context
-// allocates one array for all its values rather than one per key.
-func (c MetadataCarrier) set(key, val string, buf *[]string) {
+func (c MetadataCarrier) Set(key, val string) {
 	key = strings.ToLower(key)
 	if packed := c[packedKey]; len(packed) > 0 {
 		c.dropPacked(key)
 	}
 	if plainHeader(key, val) {
-		if buf != nil && len(*buf) < cap(*buf) {
-			n := len(*buf)
-			*buf = append(*buf, val)
-			c[key] = (*buf)[n : n+1 : n+1]
-			return
-		}
 		c[key] = []string{val}
 		return
 	}
@@ -59,16 +48,6 @@ func (c MetadataCarrier) set(key, val string, buf *[]string) {
 	}
 	c[packedKey] = append(c[packedKey], packEntry(key, val))
 }
-
-// injectCarrier is the MetadataCarrier a client injects through: the same
-// reader and writer, with a buffer for the values it sets.
-type injectCarrier struct {
-	MetadataCarrier
-	buf []string
-}
-
-// Set implements opentracing.TextMapWriter.
-func (w *injectCarrier) Set(key, val string) { w.set(key, val, &w.buf) }
 
 // ForeachKey implements opentracing.TextMapReader. It stops at, and returns,
 // the first error handler returns. Packed entries that cannot be decoded are
@@ -103,7 +82,12 @@ func (c MetadataCarrier) Get(key string) string {
 	if vals := c[key]; len(vals) > 0 && key != packedKey {
 		return vals[0]
 	}
-	for _, v := range c[packedKey] {
+	return packedValue(c[packedKey], key)
+}
+
+// packedValue returns key's value among packed entries.
+func packedValue(packed []string, key string) string {
+	for _, v := range packed {
 		if k, val, ok := unpackEntry(v); ok && k == key {
 			return val
 		}
@@ -142,8 +126,10 @@ var errCorruptPacked = errors.New("grpctrace: undecodable entry in the " + packe
 
 // corruption reports whether the packed header holds entries that cannot
 // be decoded, which ForeachKey skips.
-func (c MetadataCarrier) corruption() error {
-	for _, v := range c[packedKey] {
+func (c MetadataCarrier) corruption() error { return packedCorruption(c[packedKey]) }
+
+func packedCorruption(packed []string) error {
+	for _, v := range packed {
 		if _, _, ok := unpackEntry(v); !ok {
 			return errCorruptPacked
 		}

@@ -14,25 +14,15 @@ import (
 // name, and the port.
 const maxPeerTags = 3
 
-// peerTags are the tags naming an RPC's peer.
-type peerTags struct {
-	tags [maxPeerTags]tag
-	n    int
+// remote names an RPC's peer as its span starts: by a client's tags for
+// its target, or by the address a server's client called from, tagged then.
+type remote struct {
+	tags []tag
+	addr net.Addr
 }
 
-func (p *peerTags) list() []tag { return p.tags[:p.n] }
-
-func newPeerTags(tags []tag) peerTags {
-	var p peerTags
-	p.n = copy(p.tags[:], tags)
-	return p
-}
-
-// addrTags returns the tags for a peer's address.
-func addrTags(a net.Addr) peerTags {
-	var p peerTags
-	p.n = len(appendPeerTags(p.tags[:0], a))
-	return p
+func (r remote) appendTags(dst []tag) []tag {
+	return appendPeerTags(append(dst, r.tags...), r.addr)
 }
 
 // appendPeerTags appends the tags for a peer's address: peer.address

@@ -30,11 +30,12 @@ type recorder interface {
 type span interface {
 	// localParent returns the span context of the span ctx carries.
 	localParent(ctx context.Context) (parent any, ok bool)
-	// extract reads the span context a client sent in md. A missing one is
-	// (nil, nil); an unreadable one is (nil, err).
-	extract(md metadata.MD) (parent any, err error)
-	// start starts the span.
-	start(s spanStart)
+	// extract reads the span context a client sent, in the incoming
+	// metadata of ctx. A missing one is (nil, nil); an unreadable one is
+	// (nil, err).
+	extract(ctx context.Context) (parent any, err error)
+	// start starts the span, named name.
+	start(name string, s spanStart)
 	// inject writes the span's context into md.
 	inject(md metadata.MD) error
 	// contextWith returns ctx carrying the span, as the API's own function
@@ -51,14 +52,13 @@ type span interface {
 	end(e spanEnd)
 }
 
-// spanStart is what a span starts with.
+// spanStart is what a span starts with, besides its name.
 type spanStart struct {
-	name   string
 	client bool
 	parent any // from localParent or extract; nil: a root span
 	// the side's and the method's tags, then the peer's
 	tags [2][]tag
-	peer peerTags
+	peer remote
 	at   time.Time
 }
 
@@ -67,7 +67,8 @@ type spanEnd struct {
 	code    codes.Code
 	isError bool
 	message string // the status message, for an error
-	// at is the finish time; the error event is stamped with it too.
+	// at is the finish time, zero for now; the error event is stamped
+	// with it too.
 	at         time.Time
 	decorators []SpanDecorator
 	ctx        context.Context // the context the decorators get

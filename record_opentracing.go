@@ -48,6 +48,7 @@ type otSpan struct {
 	from   spanStart
 	opts   [1]opentracing.StartSpanOption
 	refs   [1]opentracing.SpanReference
+	in     incomingCarrier
 }
 
 // startOption applies a span's kind, parent, tags and start time. The kind
@@ -76,7 +77,8 @@ func (o startOption) Apply(so *opentracing.StartSpanOptions) {
 			opentracing.Tag{Key: t.key, Value: t.value}.Apply(so)
 		}
 	}
-	for _, t := range from.peer.list() {
+	var buf [maxPeerTags]tag
+	for _, t := range from.peer.appendTags(buf[:0]) {
 		opentracing.Tag{Key: t.key, Value: t.value}.Apply(so)
 	}
 }
@@ -91,16 +93,14 @@ func (s *otSpan) localParent(ctx context.Context) (any, bool) {
 // extract reads the remote span context. A missing one is no error; a
 // corrupt one, or a tracer that panics on hostile input, is returned as an
 // error to record on the span, and the RPC goes on without a parent.
-func (s *otSpan) extract(md metadata.MD) (parent any, err error) {
-	if len(md) == 0 {
-		return nil, nil
-	}
+func (s *otSpan) extract(ctx context.Context) (parent any, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			parent, err = nil, fmt.Errorf("tracer panicked extracting the span context: %v", r)
 		}
 	}()
-	carrier := MetadataCarrier(md)
+	s.in = incomingCarrier{ctx: ctx}
+	carrier := &s.in
 	sc, err := s.tracer.Extract(opentracing.TextMap, carrier)
 	if err != nil {
 		// Tracers return a zero span context with their errors.
@@ -118,10 +118,10 @@ func (s *otSpan) extract(md metadata.MD) (parent any, err error) {
 	return sc, err
 }
 
-func (s *otSpan) start(from spanStart) {
+func (s *otSpan) start(name string, from spanStart) {
 	s.from = from
 	s.opts[0] = startOption{s}
-	s.span = s.tracer.StartSpan(from.name, s.opts[:]...)
+	s.span = s.tracer.StartSpan(name, s.opts[:]...)
 }
 
 func (s *otSpan) inject(md metadata.MD) error {
@@ -148,26 +148,37 @@ func otFields(fields []field) []log.Field {
 	return out
 }
 
-// end tags the status, runs the decorators and finishes the span. The
-// error event is a log record of the finish, stamped with the end time;
-// decorators log "now", so after them the span finishes no earlier than
-// the moment they returned.
+// end tags the status, runs the decorators and finishes the span. Without
+// an end time the span finishes now, after the error event and whatever
+// the decorators log. With one (gRPC's, for the stats handlers), the error
+// event is a log record of the finish, stamped with it; decorators log
+// "now", so after them the span finishes no earlier than the moment they
+// returned.
 func (s *otSpan) end(e spanEnd) {
 	s.span.SetTag(tagRPCStatusCode, uint32(e.code))
 	var records []opentracing.LogRecord
 	if e.isError {
 		s.span.SetTag(tagError, true)
-		records = []opentracing.LogRecord{{Timestamp: e.at, Fields: []log.Field{
+		fields := []log.Field{
 			log.String("event", eventError),
 			log.String("error.kind", e.code.String()),
 			log.String("message", e.message),
-		}}}
+		}
+		if e.at.IsZero() {
+			s.span.LogFields(fields...)
+		} else {
+			records = []opentracing.LogRecord{{Timestamp: e.at, Fields: fields}}
+		}
+	}
+	for _, d := range e.decorators {
+		s.decorate(d, &e)
+	}
+	if e.at.IsZero() {
+		s.span.Finish()
+		return
 	}
 	at := e.at
 	if len(e.decorators) > 0 {
-		for _, d := range e.decorators {
-			s.decorate(d, &e)
-		}
 		if now := time.Now(); now.After(at) {
 			at = now
 		}

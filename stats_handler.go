@@ -94,7 +94,7 @@ type clientHandler struct{ cfg *config }
 // TagRPC starts the span of an attempt and returns the attempt's context,
 // which carries the span and outgoing metadata holding its span context.
 func (h *clientHandler) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
-	c := h.cfg.startClient(ctx, info.FullMethodName, handlerFront, peerTags{})
+	c := h.cfg.startClient(ctx, info.FullMethodName, handlerFront, remote{})
 	if c == nil {
 		if h.cfg.ownCall(ctx) != nil {
 			// ctx is that of another RPC of this handler's (a call made
@@ -154,8 +154,8 @@ func (c *call) handle(s stats.RPCStats) {
 		}
 	case *stats.OutHeader:
 		if s.Client && s.RemoteAddr != nil {
-			server := addrTags(s.RemoteAddr)
-			for _, t := range server.list() {
+			var buf [maxPeerTags]tag
+			for _, t := range appendPeerTags(buf[:0], s.RemoteAddr) {
 				c.rec.tag(t.key, t.value)
 			}
 		}

@@ -77,9 +77,15 @@ func UnaryClientInterceptor(opts ...Option) grpc.UnaryClientInterceptor {
 // interceptor. The context it is then called with (withCall) carries the
 // call, for the client stats handler to number its attempts.
 func (cfg *config) startClientInterceptor(ctx context.Context, method string, cc *grpc.ClientConn) *call {
-	var target peerTags
+	var target remote
 	if cc != nil { // tests may call interceptors without a ClientConn
-		target = newPeerTags(cfg.targets.get(cc.CanonicalTarget(), targetTags))
+		// Keyed by the target as given, which costs nothing to read;
+		// the tags come from gRPC's canonical form of it.
+		tags, ok := cfg.targets.lookup(cc.Target())
+		if !ok {
+			tags = cfg.targets.add(cc.Target(), targetTags(cc.CanonicalTarget()))
+		}
+		target.tags = tags
 	}
 	return cfg.startClient(ctx, method, interceptorFront, target)
 }
