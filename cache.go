@@ -51,11 +51,3 @@ func (c *cache[V]) add(key string, v V) V {
 	c.m.Store(&next)
 	return v
 }
-
-// get returns the value for key, derived and kept on the first call.
-func (c *cache[V]) get(key string, derive func(string) V) V {
-	if v, ok := c.lookup(key); ok {
-		return v
-	}
-	return c.add(key, derive(key))
-}
