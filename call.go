@@ -88,18 +88,18 @@ func (cfg *config) ownCall(ctx context.Context) *call {
 
 // newCall returns the call of one RPC under ctx, or nil when the RPC is not
 // to be traced: the filter's and the recorder's decision, made once per
-// RPC. Its span is not started yet. cacheMethod says whether the method
-// name is known to be served (see config.method).
-func (cfg *config) newCall(ctx context.Context, fullMethod string, f front, cacheMethod bool) *call {
+// RPC; noop reports the recorder's (the tracer records nothing). Its span
+// is not started yet. cacheMethod says whether the method name is known to
+// be served (see config.method).
+func (cfg *config) newCall(ctx context.Context, fullMethod string, f front, cacheMethod bool) (c *call, noop bool) {
 	if cfg.filter != nil && !cfg.filter(ctx, fullMethod) {
-		return nil
+		return nil, false
 	}
-	c := cfg.rec.newCall()
-	if c == nil {
-		return nil
+	if c = cfg.rec.newCall(); c == nil {
+		return nil, true
 	}
 	c.cfg, c.front, c.method, c.ctx = cfg, f, cfg.method(fullMethod, cacheMethod), ctx
-	return c
+	return c, false
 }
 
 // start starts the span, child of parent, at the time given (zero: now). A
@@ -124,7 +124,7 @@ func (c *call) start(parent any, peer remote, at time.Time) (started bool) {
 // of the span ctx carries, if any. It returns nil when the RPC is not to be
 // traced. peer names the server.
 func (cfg *config) startClient(ctx context.Context, fullMethod string, f front, peer remote) *call {
-	c := cfg.newCall(ctx, fullMethod, f, true)
+	c, _ := cfg.newCall(ctx, fullMethod, f, true)
 	if c == nil {
 		return nil
 	}
@@ -168,15 +168,21 @@ func (c *call) inject(md metadata.MD) {
 // startServer starts a server span under ctx, child of the span context
 // in ctx's incoming metadata, at the time given (zero: now). It returns nil
 // when the RPC is not to be traced, or when a parent is required and there
-// is none.
-func (cfg *config) startServer(ctx context.Context, fullMethod string, f front, cacheMethod bool, at time.Time) *call {
-	c := cfg.newCall(ctx, fullMethod, f, cacheMethod)
+// is none; then, when the reason is a tracer that records nothing, also the
+// handler's context, carrying the tracer's no-op span (see
+// recorder.noopContext). A traced RPC's handler context comes from
+// serverContext, inside the door's guard.
+func (cfg *config) startServer(ctx context.Context, fullMethod string, f front, cacheMethod bool, at time.Time) (*call, context.Context) {
+	c, noop := cfg.newCall(ctx, fullMethod, f, cacheMethod)
+	if noop {
+		return nil, cfg.rec.noopContext(ctx)
+	}
 	if c == nil {
-		return nil
+		return nil, nil
 	}
 	sent, extractErr := c.rec.extract(ctx)
 	if sent == nil && cfg.parentRequired {
-		return nil
+		return nil, nil
 	}
 	public := cfg.public != nil && cfg.public(ctx, fullMethod)
 	parent := sent
@@ -188,7 +194,7 @@ func (cfg *config) startServer(ctx context.Context, fullMethod string, f front, 
 		client.addr = p.Addr
 	}
 	if !c.start(parent, client, at) {
-		return nil
+		return nil, nil
 	}
 	if extractErr != nil {
 		c.event(eventExtractFailed, strField("message", extractErr.Error()))
@@ -196,7 +202,7 @@ func (cfg *config) startServer(ctx context.Context, fullMethod string, f front, 
 	if public && sent != nil {
 		c.rec.logUntrusted(sent)
 	}
-	return c
+	return c, nil
 }
 
 // serverContext returns the handler's context: ctx carrying the span. It

@@ -115,7 +115,7 @@ func startTestCall(t testing.TB, cfg *config, ctx context.Context) (context.Cont
 		}
 		return withCall(c.clientContext(ctx), c), c
 	}
-	c := cfg.startServerInterceptor(ctx, "/pkg.Svc/M")
+	c, _ := cfg.startServerInterceptor(ctx, "/pkg.Svc/M")
 	if c == nil {
 		t.Fatal("server call not started")
 	}

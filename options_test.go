@@ -2,6 +2,7 @@ package grpctrace_test
 
 import (
 	"context"
+	"io"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,14 +33,17 @@ type probe struct {
 
 type seen struct {
 	HasSpan bool
-	Baggage map[string]string
-	MD      metadata.MD
+	// NoopSpan: the span is a NoopTracer's.
+	NoopSpan bool
+	Baggage  map[string]string
+	MD       metadata.MD
 }
 
 func (p *probe) record(ctx context.Context) {
 	s := seen{Baggage: map[string]string{}}
 	if span := opentracing.SpanFromContext(ctx); span != nil {
 		s.HasSpan = true
+		_, s.NoopSpan = span.Tracer().(opentracing.NoopTracer)
 		span.Context().ForeachBaggageItem(func(k, v string) bool { s.Baggage[k] = v; return true })
 	}
 	s.MD, _ = metadata.FromIncomingContext(ctx)
@@ -487,26 +491,69 @@ func TestChainedWithMiddleware(t *testing.T) {
 	}
 }
 
-// TestNoopTracerDoesNothing uses the global tracer, a NoopTracer: the RPC
-// must run exactly as untraced, with no span and no metadata added.
+// TestNoopTracerDoesNothing uses the global tracer, a NoopTracer (tracing
+// not configured yet): the RPC must run as untraced, with no metadata
+// added, but handlers, in every install mode, find the tracer's no-op span
+// in their context, as with the other OpenTracing integrations of gRPC, so
+// that code that uses it unchecked keeps working.
 func TestNoopTracerDoesNothing(t *testing.T) {
 	if _, ok := opentracing.GlobalTracer().(opentracing.NoopTracer); !ok {
 		t.Fatal("a test registered a global tracer")
 	}
-	var p probe
-	e := newEnv(t, p.setup(setup{useGlobalTracer: true}))
-	if _, err := e.client.Unary(context.Background(), &testpb.Request{}); err != nil {
+	for _, instrument := range instruments {
+		t.Run(instrument, func(t *testing.T) {
+			var p probe
+			e := newEnv(t, p.setup(setup{useGlobalTracer: true, instrument: instrument}))
+			if _, err := e.client.Unary(context.Background(), &testpb.Request{}); err != nil {
+				t.Fatal(err)
+			}
+			if n, err := recvAll[testpb.Response](mustServerStream(t, e.client)); err != io.EOF || n != 2 {
+				t.Fatalf("server stream: %d responses, then %v; want 2, then EOF", n, err)
+			}
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			if len(p.seen) != 2 {
+				t.Fatalf("probe saw %d RPCs, want 2", len(p.seen))
+			}
+			for i, got := range p.seen {
+				if !got.HasSpan || !got.NoopSpan {
+					t.Errorf("RPC %d: handler context: span %v, no-op span %v; want the NoopTracer's span", i, got.HasSpan, got.NoopSpan)
+				}
+				for k := range got.MD {
+					if strings.HasPrefix(k, "mockpfx") || k == "grpctrace-bin" {
+						t.Errorf("RPC %d: metadata %q added under the NoopTracer", i, k)
+					}
+				}
+			}
+		})
+	}
+}
+
+// An RPC the filter leaves untraced runs exactly as without grpctrace: its
+// handler's context carries no span at all (as the documentation says).
+func TestFilteredRPCHandlerSeesNoSpan(t *testing.T) {
+	for _, instrument := range instruments {
+		t.Run(instrument, func(t *testing.T) {
+			var p probe
+			none := grpctrace.WithFilter(func(context.Context, string) bool { return false })
+			e := newEnv(t, p.setup(setup{instrument: instrument, serverOpts: []grpctrace.Option{none}}))
+			if _, err := e.client.Unary(context.Background(), &testpb.Request{}); err != nil {
+				t.Fatal(err)
+			}
+			if got := p.only(t); got.HasSpan {
+				t.Errorf("handler of a filtered RPC sees a span (no-op: %v)", got.NoopSpan)
+			}
+		})
+	}
+}
+
+func mustServerStream(t *testing.T, c testpb.TestServiceClient) testpb.TestService_ServerStreamClient {
+	t.Helper()
+	s, err := c.ServerStream(context.Background(), &testpb.Request{ResponseCount: 2})
+	if err != nil {
 		t.Fatal(err)
 	}
-	got := p.only(t)
-	if got.HasSpan {
-		t.Error("handler context carries a span under the NoopTracer")
-	}
-	for k := range got.MD {
-		if strings.HasPrefix(k, "mockpfx") || k == "grpctrace-bin" {
-			t.Errorf("metadata %q added under the NoopTracer", k)
-		}
-	}
+	return s
 }
 
 func TestPayloadLimitAndRedactor(t *testing.T) {

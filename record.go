@@ -22,6 +22,11 @@ type recorder interface {
 	// recorder that looks its tracer up (a global one) sees the tracer
 	// registered at the time.
 	newCall() *call
+	// noopContext returns ctx as a server handler sees it when the tracer
+	// records nothing: carrying the API's no-op span, unless ctx carries
+	// a span already, so that handler code that uses its span unchecked
+	// works before tracing is configured.
+	noopContext(ctx context.Context) context.Context
 }
 
 // span is the recording of one span. Its methods are called by one

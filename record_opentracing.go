@@ -14,9 +14,28 @@ import (
 	"google.golang.org/grpc/metadata"
 )
 
+// wireFormat is the format span contexts travel in. gRPC metadata are
+// HTTP/2 headers, and the other OpenTracing integrations of gRPC
+// (opentracing-contrib/go-grpc, go-grpc-middleware) use HTTPHeaders too:
+// tracers escape baggage values for it (mocktracer and jaeger-client-go
+// URL-escape them), and some use other header names per format, so the
+// same format is what lets a trace and its baggage cross between services
+// traced by different libraries.
+const wireFormat = opentracing.HTTPHeaders
+
 // otRecorder records through the OpenTracing API.
 type otRecorder struct {
 	tracer opentracing.Tracer // nil: opentracing.GlobalTracer(), per RPC
+}
+
+// noopSpan is what a NoopTracer starts.
+var noopSpan = opentracing.NoopTracer{}.StartSpan("")
+
+func (r *otRecorder) noopContext(ctx context.Context) context.Context {
+	if opentracing.SpanFromContext(ctx) != nil {
+		return ctx
+	}
+	return opentracing.ContextWithSpan(ctx, noopSpan)
 }
 
 // otCall is a call with its OpenTracing span, allocated together.
@@ -101,7 +120,7 @@ func (s *otSpan) extract(ctx context.Context) (parent any, err error) {
 	}()
 	s.in = incomingCarrier{ctx: ctx}
 	carrier := &s.in
-	sc, err := s.tracer.Extract(opentracing.TextMap, carrier)
+	sc, err := s.tracer.Extract(wireFormat, carrier)
 	if err != nil {
 		// Tracers return a zero span context with their errors.
 		sc = nil
@@ -125,7 +144,7 @@ func (s *otSpan) start(name string, from spanStart) {
 }
 
 func (s *otSpan) inject(md metadata.MD) error {
-	return s.tracer.Inject(s.span.Context(), opentracing.TextMap, MetadataCarrier(md))
+	return s.tracer.Inject(s.span.Context(), wireFormat, MetadataCarrier(md))
 }
 
 func (s *otSpan) contextWith(ctx context.Context) context.Context {
@@ -213,7 +232,7 @@ func (s *otSpan) logUntrusted(parent any) {
 		return
 	}
 	scratch := metadata.MD{}
-	if err := s.tracer.Inject(remote, opentracing.TextMap, MetadataCarrier(scratch)); err != nil {
+	if err := s.tracer.Inject(remote, wireFormat, MetadataCarrier(scratch)); err != nil {
 		s.span.LogFields(log.String("event", eventUntrustedParent), log.String("message", err.Error()))
 		return
 	}

@@ -60,8 +60,11 @@ type serverHandler struct{ cfg *config }
 // whether it serves the method: a watch on the RPC's context ends the span
 // of an RPC gRPC never begins, once gRPC closes its stream.
 func (h *serverHandler) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
-	c := h.cfg.startServer(ctx, info.FullMethodName, handlerFront, false, time.Time{})
+	c, noopCtx := h.cfg.startServer(ctx, info.FullMethodName, handlerFront, false, time.Time{})
 	if c == nil {
+		if noopCtx != nil {
+			return noopCtx
+		}
 		return ctx
 	}
 	returned := false

@@ -20,8 +20,11 @@ import (
 func StreamServerInterceptor(opts ...Option) grpc.StreamServerInterceptor {
 	cfg := newConfig(serverSide, opts)
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		c := cfg.startServerInterceptor(ss.Context(), info.FullMethod)
+		c, noopCtx := cfg.startServerInterceptor(ss.Context(), info.FullMethod)
 		if c == nil {
+			if noopCtx != nil {
+				ss = WrapServerStream(ss, noopCtx)
+			}
 			return handler(srv, ss)
 		}
 		returned := false

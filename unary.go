@@ -17,8 +17,11 @@ import (
 func UnaryServerInterceptor(opts ...Option) grpc.UnaryServerInterceptor {
 	cfg := newConfig(serverSide, opts)
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
-		c := cfg.startServerInterceptor(ctx, info.FullMethod)
+		c, noopCtx := cfg.startServerInterceptor(ctx, info.FullMethod)
 		if c == nil {
+			if noopCtx != nil {
+				ctx = noopCtx
+			}
 			return handler(ctx, req)
 		}
 		returned := false
@@ -38,10 +41,11 @@ func UnaryServerInterceptor(opts ...Option) grpc.UnaryServerInterceptor {
 }
 
 // startServerInterceptor starts the span of an RPC reaching a server
-// interceptor, unless the server's stats handler traces it already.
-func (cfg *config) startServerInterceptor(ctx context.Context, fullMethod string) *call {
+// interceptor, unless the server's stats handler traces it already (see
+// startServer).
+func (cfg *config) startServerInterceptor(ctx context.Context, fullMethod string) (*call, context.Context) {
 	if h := callIn(ctx); h != nil && h.front == handlerFront && h.cfg.side == serverSide {
-		return nil
+		return nil, nil
 	}
 	return cfg.startServer(ctx, fullMethod, interceptorFront, true, time.Time{})
 }
