@@ -10,16 +10,21 @@ import (
 
 // MetadataCarrier carries a span context in gRPC metadata. It is an
 // opentracing.TextMapWriter and opentracing.TextMapReader for the TextMap
-// and HTTPHeaders formats, and its Get, Set and Keys methods also make it an
-// OpenTelemetry propagation.TextMapCarrier, so the OpenTelemetry OpenTracing
-// bridge and OpenTelemetry propagators use it directly.
+// and HTTPHeaders formats (grpctrace uses HTTPHeaders, as the other
+// OpenTracing integrations of gRPC do), and its Get, Set and Keys methods
+// also make it an OpenTelemetry propagation.TextMapCarrier, so OpenTelemetry
+// propagators use it directly.
 //
-// Keys are lowercased, as gRPC requires. A pair that gRPC cannot carry as a
-// plain header (a value with bytes outside printable ASCII, such as non-ASCII
-// baggage, or a key with characters a header name cannot have) is packed,
-// unchanged, into the binary header "grpctrace-bin", which gRPC transmits
-// base64-encoded; the reading side unpacks it, so such pairs round-trip
-// losslessly between grpctrace peers and never make an RPC fail.
+// Keys are lowercased, as gRPC requires. Tracers escape what they write for
+// HTTPHeaders (mocktracer and jaeger-client-go URL-escape baggage values,
+// W3C baggage percent-encodes them), so their pairs are plain headers that
+// any library reads. Only a pair that gRPC still cannot carry as a plain
+// header (a tracer that writes bytes outside printable ASCII, or a key with
+// characters a header name cannot have) is packed, unchanged, into the
+// binary header "grpctrace-bin", which gRPC transmits base64-encoded:
+// grpctrace unpacks it on the other side, so such pairs round-trip
+// losslessly between grpctrace services and never make an RPC fail; other
+// libraries ignore that header, and the pair does not reach them.
 //
 // Set replaces a key's values. Reading yields every value of every key,
 // binary and reserved gRPC headers included; tracers ignore what they do not
