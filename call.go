@@ -25,8 +25,11 @@ import (
 // (record.go), and knows no tracing API.
 //
 // A door that must find its call again later stores it in the RPC's
-// context under callKey (withCall) and reads it back with ownCall, which
-// answers only the door that made it.
+// context under a key of its own constructor's (withCall) and reads it
+// back with ownCall: no door finds another's call, not even one of the
+// same kind installed twice on a server or a connection. The two questions
+// doors ask across each other go through keys of their own: attemptsKey
+// and handledKey.
 type call struct {
 	cfg    *config // the door's: who made the call
 	front  front
@@ -51,9 +54,11 @@ type call struct {
 	// attempts counts the attempts the client stats handler has started
 	// for this interceptor call.
 	attempts atomic.Int32
-	// stopWatch unregisters the door's watch on the RPC's context, if it
-	// set one (context.AfterFunc).
-	stopWatch func() bool
+	// unwatch stops the watch a door set up to end the call (a
+	// context.AfterFunc, a GC cleanup), if any; the end calls it.
+	unwatch func() bool
+	// begun: gRPC began the RPC (the server stats handler's call).
+	begun bool
 }
 
 // front is the kind of door that made a call.
@@ -65,26 +70,28 @@ const (
 )
 
 // callKey is the context key of the call a door stores in the RPC's
-// context.
-type callKey struct{}
+// context: one key per constructor.
+type callKey struct{ cfg *config }
 
-func withCall(ctx context.Context, c *call) context.Context {
-	return context.WithValue(ctx, callKey{}, c)
+// withCall returns ctx holding c as cfg's door's call; a nil c hides the
+// call of another RPC of the same door's from this one.
+func (cfg *config) withCall(ctx context.Context, c *call) context.Context {
+	return context.WithValue(ctx, callKey{cfg}, c)
 }
 
-// callIn returns the call stored in ctx, whoever made it.
-func callIn(ctx context.Context) *call {
-	c, _ := ctx.Value(callKey{}).(*call)
+// ownCall returns the call cfg's door stored in ctx.
+func (cfg *config) ownCall(ctx context.Context) *call {
+	c, _ := ctx.Value(callKey{cfg}).(*call)
 	return c
 }
 
-// ownCall returns the call stored in ctx if cfg's door made it.
-func (cfg *config) ownCall(ctx context.Context) *call {
-	if c := callIn(ctx); c != nil && c.cfg == cfg {
-		return c
-	}
-	return nil
-}
+// attemptsKey holds, in the context a client interceptor calls gRPC with,
+// the interceptor's call: the client stats handler numbers its attempts.
+type attemptsKey struct{}
+
+// handledKey marks the context of a server RPC that a server stats handler
+// traces: the server interceptors then leave it to the handler.
+type handledKey struct{}
 
 // newCall returns the call of one RPC under ctx, or nil when the RPC is not
 // to be traced: the filter's and the recorder's decision, made once per
@@ -200,9 +207,17 @@ func (cfg *config) startServer(ctx context.Context, fullMethod string, f front, 
 		c.event(eventExtractFailed, strField("message", extractErr.Error()))
 	}
 	if public && sent != nil {
-		c.rec.logUntrusted(sent)
+		c.logUntrusted(sent)
 	}
 	return c, nil
+}
+
+// logUntrusted logs the identity of the remote parent a public endpoint
+// did not join; a tracer that panics doing so is logged, and the RPC goes
+// on.
+func (c *call) logUntrusted(sent any) {
+	defer c.recoverLogged(false)
+	c.rec.logUntrusted(sent)
 }
 
 // serverContext returns the handler's context: ctx carrying the span. It
@@ -222,6 +237,9 @@ func (c *call) end(err error, req, resp any) { c.endAt(err, req, resp, time.Time
 func (c *call) endAt(err error, req, resp any, at time.Time) {
 	if !c.ended.CompareAndSwap(false, true) {
 		return
+	}
+	if c.unwatch != nil {
+		c.unwatch()
 	}
 	// A log under way completes first; later ones see ended and drop. The
 	// lock is only a barrier: decorators and the tracer's Finish, which
@@ -292,6 +310,34 @@ var nilPanicsRecoverNil = func() (recoveredNil bool) {
 	panic(nil)
 }()
 
+// recoverLogged is deferred around grpctrace's work on goroutines where a
+// panic has nowhere to go: gRPC's, running the stats handlers' callbacks
+// (a panic there would crash the process, and no recovery interceptor can
+// catch it), and grpctrace's own. The panic is logged on the span, and the
+// RPC goes on; with end, where the span could not be set up to end later
+// (a context for the RPC could not be made), the span ends now, Internal.
+func (c *call) recoverLogged(end bool) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	msg := fmt.Sprint(r)
+	c.event(eventPanicked, strField("message", msg))
+	if end {
+		c.end(status.Error(codes.Internal, "grpctrace: panic: "+msg), nil, nil)
+	}
+}
+
+// endLater ends the call with err on a goroutine of grpctrace's own: for
+// the runtime's cleanup goroutine, which runs the program's cleanups one at
+// a time, so that a slow tracer holds up none of them.
+func (c *call) endLater(err error) {
+	go func() {
+		defer c.recoverLogged(false)
+		c.end(err, nil, nil)
+	}()
+}
+
 // event logs a named event with fields.
 func (c *call) event(name string, fields ...field) {
 	c.log(append([]field{strField("event", name)}, fields...))
@@ -325,8 +371,8 @@ var unknownSizes = sizes{-1, -1, -1}
 
 // message logs one message, as far as the options ask for it: its number
 // and sizes with message events (the uncompressed size measured here when
-// gRPC did not say), its text with payload logging. A redactor that panics
-// ends the span first, as a panicking handler would.
+// gRPC did not say), its text with payload logging. The door calls it
+// inside its guard: a redactor runs there.
 func (c *call) message(dir direction, seq int64, msg any, sz sizes) {
 	cfg := c.cfg
 	if !cfg.messageEvents && !cfg.logPayloads {
@@ -349,12 +395,9 @@ func (c *call) message(dir direction, seq int64, msg any, sz sizes) {
 		}
 	}
 	if cfg.logPayloads {
-		returned := false
-		defer c.endIfPanicking(&returned, nil)
 		if text, ok := c.payload(msg); ok {
 			fields = append(fields, strField("payload", text))
 		}
-		returned = true
 	}
 	c.log(fields)
 }
@@ -405,6 +448,7 @@ const (
 	eventInjectFailed      = "span context injection failed"
 	eventUntrustedParent   = "untrusted parent"
 	eventDecoratorPanicked = "span decorator panicked"
+	eventPanicked          = "grpctrace recovered a panic"
 	eventClientHalfClose   = "client half-close"
 	eventCloseSend         = "close send"
 	eventRecvError         = "receive error"

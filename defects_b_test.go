@@ -455,7 +455,7 @@ func TestInjectPanicRecovered(t *testing.T) {
 					logged := false
 					for _, l := range s.Logs() {
 						for _, f := range l.Fields {
-							logged = logged || f.Key == "event" && f.ValueString != ""
+							logged = logged || f.Key == "event" && f.ValueString == "span context injection failed"
 						}
 					}
 					if !logged {

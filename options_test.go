@@ -507,7 +507,7 @@ func TestNoopTracerDoesNothing(t *testing.T) {
 			if _, err := e.client.Unary(context.Background(), &testpb.Request{}); err != nil {
 				t.Fatal(err)
 			}
-			if n, err := recvAll[testpb.Response](mustServerStream(t, e.client)); err != io.EOF || n != 2 {
+			if n, err := recvAll[testpb.Response](mustServerStream(t, e.client, context.Background())); err != io.EOF || n != 2 {
 				t.Fatalf("server stream: %d responses, then %v; want 2, then EOF", n, err)
 			}
 			p.mu.Lock()
@@ -547,9 +547,9 @@ func TestFilteredRPCHandlerSeesNoSpan(t *testing.T) {
 	}
 }
 
-func mustServerStream(t *testing.T, c testpb.TestServiceClient) testpb.TestService_ServerStreamClient {
+func mustServerStream(t *testing.T, c testpb.TestServiceClient, ctx context.Context) testpb.TestService_ServerStreamClient {
 	t.Helper()
-	s, err := c.ServerStream(context.Background(), &testpb.Request{ResponseCount: 2})
+	s, err := c.ServerStream(ctx, &testpb.Request{ResponseCount: 2})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/opentracing/opentracing-go"
+	"github.com/opentracing/opentracing-go/log"
 	"github.com/opentracing/opentracing-go/mocktracer"
 )
 
@@ -23,6 +24,7 @@ type recorder struct {
 	started  int
 	finished int
 	twice    []string
+	late     []string
 }
 
 func newRecorder() *recorder {
@@ -46,6 +48,32 @@ type recordedSpan struct {
 }
 
 func (s *recordedSpan) Finish() { s.FinishWithOptions(opentracing.FinishOptions{}) }
+
+// afterFinish records a change made to the span once it finished, which a
+// tracer would drop or, worse, report: waitSettled fails on it.
+func (s *recordedSpan) afterFinish(what string) {
+	s.r.mu.Lock()
+	defer s.r.mu.Unlock()
+	if s.finishes > 0 {
+		s.r.late = append(s.r.late, s.OperationName+": "+what)
+	}
+}
+
+func (s *recordedSpan) SetTag(key string, value any) opentracing.Span {
+	s.afterFinish("tag " + key)
+	s.MockSpan.SetTag(key, value)
+	return s
+}
+
+func (s *recordedSpan) LogFields(fields ...log.Field) {
+	s.afterFinish("log")
+	s.MockSpan.LogFields(fields...)
+}
+
+func (s *recordedSpan) LogKV(kvs ...any) {
+	s.afterFinish("log")
+	s.MockSpan.LogKV(kvs...)
+}
 
 func (s *recordedSpan) FinishWithOptions(o opentracing.FinishOptions) {
 	if o.FinishTime.IsZero() {
@@ -90,6 +118,9 @@ func (r *recorder) waitSettled(t testing.TB) {
 	}
 	if len(r.twice) > 0 {
 		t.Fatalf("spans finished more than once: %v", r.twice)
+	}
+	if len(r.late) > 0 {
+		t.Fatalf("spans changed after they finished: %v", r.late)
 	}
 }
 

@@ -2,6 +2,7 @@ package grpctrace
 
 import (
 	"context"
+	"runtime"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -55,11 +56,17 @@ func NewClientHandler(opts ...Option) stats.Handler {
 
 type serverHandler struct{ cfg *config }
 
+// handled is what a server stats handler marks the contexts of its RPCs
+// with (handledKey); its life is the RPC context's.
+type handled struct{ cfg *config }
+
 // TagRPC starts the RPC's span and returns the handler's context, which
-// carries it. gRPC fixes the handler's context here, before it knows
-// whether it serves the method: a watch on the RPC's context ends the span
-// of an RPC gRPC never begins, once gRPC closes its stream.
-func (h *serverHandler) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
+// carries it: gRPC fixes the handler's context here, before it knows
+// whether it serves the method. An RPC it never begins (a method or service
+// the server does not have) ends when gRPC writes its status without
+// beginning it; should gRPC drop such an RPC without a word, its span ends
+// once the garbage collector finds the RPC's context unreachable.
+func (h *serverHandler) TagRPC(ctx context.Context, info *stats.RPCTagInfo) (tagged context.Context) {
 	c, noopCtx := h.cfg.startServer(ctx, info.FullMethodName, handlerFront, false, time.Time{})
 	if c == nil {
 		if noopCtx != nil {
@@ -67,17 +74,19 @@ func (h *serverHandler) TagRPC(ctx context.Context, info *stats.RPCTagInfo) cont
 		}
 		return ctx
 	}
-	returned := false
-	defer c.endIfPanicking(&returned, nil)
-	c.stopWatch = context.AfterFunc(ctx, c.neverBegun)
-	ctx = withCall(c.serverContext(ctx), c)
-	returned = true
-	return ctx
+	tagged = ctx
+	defer c.recoverLogged(true)
+	mark := &handled{h.cfg}
+	tagged = context.WithValue(h.cfg.withCall(c.serverContext(ctx), c), handledKey{}, mark)
+	dropped := runtime.AddCleanup(mark, (*call).droppedUnbegun, c)
+	c.unwatch = func() bool { dropped.Stop(); return true }
+	return tagged
 }
 
-// neverBegun ends the span of an RPC gRPC closed without beginning it.
-func (c *call) neverBegun() {
-	c.end(status.Error(codes.Unimplemented, neverBegunReason), nil, nil)
+// droppedUnbegun runs, on the runtime's cleanup goroutine, once an RPC
+// gRPC never began and never wrote a status for is gone.
+func (c *call) droppedUnbegun() {
+	c.endLater(status.FromContextError(c.ctx.Err()).Err())
 }
 
 func (h *serverHandler) HandleRPC(ctx context.Context, s stats.RPCStats) {
@@ -96,19 +105,19 @@ type clientHandler struct{ cfg *config }
 
 // TagRPC starts the span of an attempt and returns the attempt's context,
 // which carries the span and outgoing metadata holding its span context.
-func (h *clientHandler) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
+func (h *clientHandler) TagRPC(ctx context.Context, info *stats.RPCTagInfo) (tagged context.Context) {
 	c := h.cfg.startClient(ctx, info.FullMethodName, handlerFront, remote{})
 	if c == nil {
 		if h.cfg.ownCall(ctx) != nil {
 			// ctx is that of another RPC of this handler's (a call made
 			// under a stream's context): its events are not this RPC's.
-			return withCall(ctx, nil)
+			return h.cfg.withCall(ctx, nil)
 		}
 		return ctx
 	}
-	returned := false
-	defer c.endIfPanicking(&returned, nil)
-	if call := callIn(ctx); call != nil && call.front == interceptorFront && call.cfg.side == clientSide && !call.ended.Load() {
+	tagged = ctx
+	defer c.recoverLogged(true)
+	if call, _ := ctx.Value(attemptsKey{}).(*call); call != nil && !call.ended.Load() {
 		// An attempt of the interceptor's call: ctx is the one the
 		// interceptor called gRPC with.
 		n := call.attempts.Add(1)
@@ -117,9 +126,8 @@ func (h *clientHandler) TagRPC(ctx context.Context, info *stats.RPCTagInfo) cont
 			c.rec.tag(tagRetry, true)
 		}
 	}
-	ctx = withCall(c.clientContext(ctx), c)
-	returned = true
-	return ctx
+	tagged = h.cfg.withCall(c.clientContext(ctx), c)
+	return tagged
 }
 
 func (h *clientHandler) HandleRPC(ctx context.Context, s stats.RPCStats) {
@@ -134,26 +142,33 @@ func (*clientHandler) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context
 
 func (*clientHandler) HandleConn(context.Context, stats.ConnStats) {}
 
-// handleGuarded records one of gRPC's events on the call, ending the span
-// if grpctrace's or a redactor's code panics.
+// handleGuarded records one of gRPC's events on the call; a panic in
+// grpctrace's or a redactor's code is logged on the span, and the RPC goes
+// on (see recoverLogged).
 func (c *call) handleGuarded(s stats.RPCStats) {
-	returned := false
-	defer c.endIfPanicking(&returned, nil)
+	defer c.recoverLogged(false)
 	c.handle(s)
-	returned = true
 }
 
 // handle records one of gRPC's events on the call.
 func (c *call) handle(s stats.RPCStats) {
 	switch s := s.(type) {
 	case *stats.Begin:
-		if c.stopWatch != nil && c.cfg.side == serverSide {
-			c.stopWatch()
-			// gRPC serves the method: its name is no client's invention.
+		if !s.Client {
+			c.begun = true
+			c.unwatch()
+			// gRPC serves the method: its name is no client's
+			// invention (unless an unknown-service handler serves all).
 			c.cfg.methods.add(c.method.full, c.method)
 		}
 		if s.IsTransparentRetryAttempt {
 			c.rec.tag(tagTransparentRetry, true)
+		}
+	case *stats.OutTrailer:
+		if !s.Client && !c.begun {
+			// A status gRPC writes without beginning the RPC: the
+			// one for a service or method it does not serve.
+			c.end(status.Error(codes.Unimplemented, neverBegunReason), nil, nil)
 		}
 	case *stats.OutHeader:
 		if s.Client && s.RemoteAddr != nil {
@@ -192,5 +207,5 @@ const (
 	tagTransparentRetry  = "grpc.transparent_retry"
 	eventHeaderReceived  = "header received"
 	eventTrailerReceived = "trailer received"
-	neverBegunReason     = "grpctrace: gRPC closed the stream without beginning the RPC (unknown service or method)"
+	neverBegunReason     = "grpctrace: gRPC answered without beginning the RPC (unknown service or method)"
 )

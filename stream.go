@@ -68,7 +68,7 @@ func StreamClientInterceptor(opts ...Option) grpc.StreamClientInterceptor {
 		}
 		returned := false
 		defer c.endIfPanicking(&returned, nil)
-		ctx = withCall(c.clientContext(ctx), c)
+		ctx = context.WithValue(c.clientContext(ctx), attemptsKey{}, c)
 		cs, err := streamer(ctx, desc, cc, method, callOpts...)
 		returned = true
 		if err != nil {
@@ -109,7 +109,7 @@ func newClientStream(ctx context.Context, cs grpc.ClientStream, c *call, serverS
 	e := &streamEnd{call: c, serverStreams: serverStreams}
 	if ctx.Done() != nil {
 		// Set before the stream is handed out; never called by the watch.
-		e.stopWatch = context.AfterFunc(ctx, e.contextDone)
+		e.unwatch = context.AfterFunc(ctx, e.contextDone)
 	}
 	w := &clientStream{ClientStream: cs, end: e}
 	runtime.AddCleanup(w, (*streamEnd).abandoned, e)
@@ -122,15 +122,13 @@ func (e *streamEnd) finish(err error) {
 		return
 	}
 	e.call.end(err, nil, nil)
-	if e.stopWatch != nil {
-		e.stopWatch()
-	}
 }
 
 // contextDone runs, on its own goroutine, when the call's context is done.
 // A RecvMsg under way will return the RPC's status shortly and ends the
 // span itself; otherwise the cancellation is the end.
 func (e *streamEnd) contextDone() {
+	defer e.recoverLogged(false)
 	if e.state.Or(ctxDoneBit) == 0 {
 		e.call.end(e.contextError(), nil, nil)
 	}
@@ -140,25 +138,29 @@ func (e *streamEnd) contextError() error {
 	return status.FromContextError(e.ctx.Err()).Err()
 }
 
-// abandoned runs on the runtime's cleanup goroutine, which runs the
-// process's cleanups one at a time: the end, with the tracer's and the
-// decorators' code, goes to a goroutine of its own, so that a slow Finish
-// holds up no other cleanup.
+// abandoned runs on the runtime's cleanup goroutine: the end, with the
+// tracer's and the decorators' code, goes to a goroutine of its own.
 func (e *streamEnd) abandoned() {
 	if !e.ended.Load() {
-		go e.finishAbandoned()
+		e.endLater(status.Error(codes.Unknown, abandonedStreamReason))
 	}
 }
 
-func (e *streamEnd) finishAbandoned() {
-	// Nobody waits for this end: a panic in it has nowhere to go.
-	defer func() { _ = recover() }()
-	e.finish(status.Error(codes.Unknown, abandonedStreamReason))
+// logMessage logs a message of the caller's: a redactor that panics ends
+// the span, and the panic goes on to the caller, as its own would.
+func (e *streamEnd) logMessage(dir direction, seq int64, m any) {
+	if !e.cfg.messageEvents && !e.cfg.logPayloads {
+		return
+	}
+	returned := false
+	defer e.endIfPanicking(&returned, nil)
+	e.message(dir, seq, m, unknownSizes)
+	returned = true
 }
 
 // Context returns the stream's context without the call in it.
 func (w *clientStream) Context() context.Context {
-	w.ctxOnce.Do(func() { w.ctx = context.WithValue(w.ClientStream.Context(), callKey{}, (*call)(nil)) })
+	w.ctxOnce.Do(func() { w.ctx = context.WithValue(w.ClientStream.Context(), attemptsKey{}, (*call)(nil)) })
 	return w.ctx
 }
 
@@ -172,7 +174,7 @@ func (w *clientStream) RecvMsg(m any) error {
 	switch {
 	case err == nil:
 		e.received++
-		e.message(received, e.received, m, unknownSizes)
+		e.logMessage(received, e.received, m)
 		// Without server streaming, gRPC has read the status along with
 		// the single response: nil means the RPC succeeded.
 		over = !e.serverStreams
@@ -201,7 +203,7 @@ func (w *clientStream) SendMsg(m any) error {
 	switch {
 	case err == nil:
 		e.sent++
-		e.message(sent, e.sent, m, unknownSizes)
+		e.logMessage(sent, e.sent, m)
 	case err != io.EOF:
 		e.finish(err)
 	}

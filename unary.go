@@ -44,7 +44,7 @@ func UnaryServerInterceptor(opts ...Option) grpc.UnaryServerInterceptor {
 // interceptor, unless the server's stats handler traces it already (see
 // startServer).
 func (cfg *config) startServerInterceptor(ctx context.Context, fullMethod string) (*call, context.Context) {
-	if h := callIn(ctx); h != nil && h.front == handlerFront && h.cfg.side == serverSide {
+	if ctx.Value(handledKey{}) != nil {
 		return nil, nil
 	}
 	return cfg.startServer(ctx, fullMethod, interceptorFront, true, time.Time{})
@@ -63,7 +63,7 @@ func UnaryClientInterceptor(opts ...Option) grpc.UnaryClientInterceptor {
 		}
 		returned := false
 		defer c.endIfPanicking(&returned, req)
-		ctx = withCall(c.clientContext(ctx), c)
+		ctx = context.WithValue(c.clientContext(ctx), attemptsKey{}, c)
 		c.message(sent, 1, req, unknownSizes)
 		err := invoker(ctx, method, req, reply, cc, callOpts...)
 		var resp any
@@ -78,8 +78,8 @@ func UnaryClientInterceptor(opts ...Option) grpc.UnaryClientInterceptor {
 }
 
 // startClientInterceptor starts the span of a call through a client
-// interceptor. The context it is then called with (withCall) carries the
-// call, for the client stats handler to number its attempts.
+// interceptor. The context gRPC is then called with carries the call
+// (attemptsKey), for the client stats handler to number its attempts.
 func (cfg *config) startClientInterceptor(ctx context.Context, method string, cc *grpc.ClientConn) *call {
 	var target remote
 	if cc != nil { // tests may call interceptors without a ClientConn
