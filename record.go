@@ -30,8 +30,8 @@ type recorder interface {
 }
 
 // span is the recording of one span. Its methods are called by one
-// goroutine at a time (the core orders them); start comes first, and end
-// last.
+// goroutine at a time (the core orders them): localParent or extract first,
+// then start, then the others, end last.
 type span interface {
 	// localParent returns the span context of the span ctx carries.
 	localParent(ctx context.Context) (parent any, ok bool)

@@ -66,7 +66,6 @@ type otSpan struct {
 	span   opentracing.Span
 	from   spanStart
 	opts   [1]opentracing.StartSpanOption
-	refs   [1]opentracing.SpanReference
 	in     incomingCarrier
 }
 
@@ -77,11 +76,8 @@ type startOption struct{ s *otSpan }
 
 func (o startOption) Apply(so *opentracing.StartSpanOptions) {
 	from := &o.s.from
-	if parent, ok := from.parent.(opentracing.SpanContext); ok && parent != nil {
-		if so.References == nil {
-			so.References = o.s.refs[:0]
-		}
-		so.References = append(so.References, opentracing.SpanReference{Type: opentracing.ChildOfRef, ReferencedContext: parent})
+	if parent, ok := from.parent.(opentracing.SpanContext); ok {
+		opentracing.ChildOf(parent).Apply(so)
 	}
 	if !from.at.IsZero() {
 		so.StartTime = from.at
@@ -132,7 +128,7 @@ func (s *otSpan) extract(ctx context.Context) (parent any, err error) {
 		err = cerr
 	}
 	if sc == nil {
-		return nil, err
+		return nil, err // not a nil SpanContext in an any
 	}
 	return sc, err
 }
@@ -228,7 +224,7 @@ func (s *otSpan) decorate(d SpanDecorator, e *spanEnd) {
 // propagators do).
 func (s *otSpan) logUntrusted(parent any) {
 	remote, ok := parent.(opentracing.SpanContext)
-	if !ok || remote == nil {
+	if !ok {
 		return
 	}
 	scratch := metadata.MD{}

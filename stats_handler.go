@@ -16,10 +16,13 @@ import (
 //
 //   - the span starts when gRPC tags the RPC (TagRPC, just before it begins
 //     it), so that the handler's context carries it, and finishes at the
-//     end time gRPC reports (stats.End), or at the span's last log if that
-//     came later. An RPC gRPC never begins, for a method or service the
-//     server does not have, ends when gRPC closes its stream, with status
-//     Unimplemented (what gRPC answered);
+//     end time gRPC reports (stats.End), or later if a log of the span or a
+//     SpanDecorator came after it: no log is stamped after the finish. An
+//     RPC gRPC never begins, for a method or service the server does not
+//     have, ends with status Unimplemented when gRPC answers it so;
+//   - a panic in grpctrace's work here, a payload redactor's included, is
+//     logged on the span and the RPC goes on: it happens on gRPC's own
+//     goroutines, where it would crash the server;
 //   - with WithMessageEvents, a message event carries the compressed size
 //     and the size on the wire (with gRPC's framing) next to the
 //     uncompressed one, as gRPC measured them;

@@ -54,7 +54,8 @@ func StreamServerInterceptor(opts ...Option) grpc.StreamServerInterceptor {
 //     runtime's cleanup goroutine.
 //
 // io.EOF from SendMsg ends nothing: it means the status is to be read with
-// RecvMsg. No goroutine is started per stream, but for an abandoned one.
+// RecvMsg. No goroutine is started per stream, but for the end of a
+// cancelled one (context.AfterFunc's) or of an abandoned one.
 //
 // The stream's Context is the one gRPC gives, less grpctrace's record of
 // the call: calls made under it are calls of their own, never attempts of
