@@ -13,16 +13,6 @@ import (
 	"github.com/c2e00e20/grpctrace/benchmarks"
 )
 
-// Targets the issue sets for grpctrace.
-const (
-	noopAllocTarget     = 3 // allocations above base per unary RPC with the NoopTracer
-	floorAllocAllowance = 8 // allocations above the floor with the mock and bridge tracers
-)
-
-// issueTargets are the absolute allocation targets the issue derived from
-// the floors measured when it was written.
-var issueTargets = map[string]float64{benchmarks.TracerMock: 33, benchmarks.TracerBridge: 58}
-
 type report struct {
 	cfg     *config
 	header  []string
@@ -290,10 +280,13 @@ func apiTitle(floor string) string {
 	return "OpenTracing"
 }
 
-// targets checks the issue's targets for grpctrace's interceptors, and
-// the same for its stats handlers.
+// targets checks grpctrace's targets, for its interceptors and for its
+// stats handlers: per unary RPC above base, allocations below every peer's
+// with every tracer and bytes below every peer's; per stream message, no
+// allocation; time no worse than a peer's where the difference is
+// consistent.
 func (r *report) targets(p func(string, ...any)) {
-	p("## The issue's targets for grpctrace\n\n")
+	p("## Targets for grpctrace\n\n")
 	verdict := func(ok bool) string {
 		if ok {
 			return "**met**"
@@ -305,39 +298,29 @@ func (r *report) targets(p func(string, ...any)) {
 	}
 	for _, g := range ours() {
 		p("`%s`:\n\n", g)
-		if r.has(unary(g, benchmarks.TracerNoop)) {
-			got := r.overhead(unary(g, benchmarks.TracerNoop), allocsOf)
-			p("- NoopTracer, at most %d allocations above base per unary RPC: %s (%s).\n", noopAllocTarget, verdict(got <= noopAllocTarget), signed(got, fmtCount))
-		}
-		for _, t := range []string{benchmarks.TracerMock, benchmarks.TracerBridge} {
-			b := unary(g, t)
-			if !r.has(b) {
-				continue
-			}
-			got := r.overhead(b, allocsOf)
-			floor := r.median(floorFor(g, t), allocsOf)
-			limit := floor + floorAllocAllowance
-			p("- %s, at most floor + %d allocations per unary RPC: %s (%s; the floor measured here is %s, so at most %s; against the issue's absolute figure of %s, from the floor it measured: %s).\n",
-				t, floorAllocAllowance, verdict(got <= limit), signed(got, fmtCount), fmtCount(floor), fmtCount(limit),
-				fmtCount(issueTargets[t]), verdict(got <= issueTargets[t]))
-		}
-		for _, t := range benchmarks.TracerNames {
-			b := unary(g, t)
-			if !r.has(b) {
-				continue
-			}
-			got := r.overhead(b, bytesOf)
-			var above []string
-			for _, peer := range benchmarks.Peers() {
-				if pb := r.overhead(unary(peer, t), bytesOf); got >= pb {
-					above = append(above, fmt.Sprintf("%s %s", peer, signed(pb, fmtBytes)))
+		for _, m := range []struct {
+			what string
+			of   func(result) float64
+			f    func(float64) string
+		}{{"allocations", allocsOf, fmtCount}, {"bytes", bytesOf, fmtBytes}} {
+			for _, t := range benchmarks.TracerNames {
+				b := unary(g, t)
+				if !r.has(b) {
+					continue
 				}
+				got := r.overhead(b, m.of)
+				var above []string
+				for _, peer := range benchmarks.Peers() {
+					if pb := r.overhead(unary(peer, t), m.of); got >= pb {
+						above = append(above, fmt.Sprintf("%s %s", peer, signed(pb, m.f)))
+					}
+				}
+				detail := "below every peer"
+				if len(above) > 0 {
+					detail = "not below " + strings.Join(above, ", ")
+				}
+				p("- %s, %s above base per unary RPC below every peer's: %s (%s; %s).\n", t, m.what, verdict(len(above) == 0), signed(got, m.f), detail)
 			}
-			detail := "below every peer"
-			if len(above) > 0 {
-				detail = "not below " + strings.Join(above, ", ")
-			}
-			p("- %s, bytes above base per unary RPC below every peer's: %s (%s; %s).\n", t, verdict(len(above) == 0), signed(got, fmtBytes), detail)
 		}
 		var perMsg []string
 		okMsg := true
