@@ -143,6 +143,9 @@ func TestUntracedRequestThroughParentRequiredHandlers(t *testing.T) {
 	}
 	select {
 	case md := <-backendSaw:
+		if len(md.Get("content-type")) == 0 {
+			t.Fatalf("the backend saw metadata %v, without even gRPC's content-type", md)
+		}
 		for k := range md {
 			if strings.HasPrefix(k, "mockpfx-") {
 				t.Errorf("the backend received a span context (%s: %v), want an untraced call", k, md[k])

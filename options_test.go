@@ -287,14 +287,25 @@ func TestPayloadLogging(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.tracer.waitSettled(t)
+	cut := 0
 	for _, s := range e.tracer.FinishedSpans() {
 		for _, l := range s.Logs() {
 			for _, f := range l.Fields {
-				if f.Key == "payload" && len(f.ValueString) > 4096+len("…(truncated)") {
+				if f.Key != "payload" {
+					continue
+				}
+				if len(f.ValueString) > 4096+len("…(truncated)") {
 					t.Errorf("payload of %d bytes logged", len(f.ValueString))
+				}
+				if strings.HasSuffix(f.ValueString, "…(truncated)") {
+					cut++
 				}
 			}
 		}
+	}
+	// The big request and its echo, each logged sent and received.
+	if cut != 4 {
+		t.Errorf("%d payloads logged cut, want 4", cut)
 	}
 }
 
@@ -419,6 +430,9 @@ func TestParentRequired(t *testing.T) {
 	if _, err := e.client.Unary(context.Background(), &testpb.Request{}); err != nil {
 		t.Fatal(err)
 	}
+	// A server span would finish after the client has its response: let
+	// every span started finish before counting.
+	e.tracer.waitSettled(t)
 	if n := len(e.tracer.FinishedSpans()); n != 0 {
 		t.Fatalf("%d spans for an RPC outside any trace", n)
 	}
@@ -530,6 +544,9 @@ func TestNoopTracerDoesNothing(t *testing.T) {
 				t.Fatalf("probe saw %d RPCs, want 2", len(p.seen))
 			}
 			for i, got := range p.seen {
+				if len(got.MD.Get("content-type")) == 0 {
+					t.Fatalf("RPC %d: the handler saw metadata %v, without even gRPC's content-type", i, got.MD)
+				}
 				if !got.HasSpan || !got.NoopSpan {
 					t.Errorf("RPC %d: handler context: span %v, no-op span %v; want the NoopTracer's span", i, got.HasSpan, got.NoopSpan)
 				}

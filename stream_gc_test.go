@@ -32,11 +32,20 @@ func TestStreamNotAbandonedDuringRecvMsg(t *testing.T) {
 	go recvLast(newClientStream(ctx, inner, c, false), done)
 	<-inner.entered
 
-	// While the RecvMsg is blocked, collect a few times, waiting for
-	// cleanups in between: no span may finish.
-	for i := 0; i < 20 && len(tracer.FinishedSpans()) == 0; i++ {
+	// While the RecvMsg is blocked, collect a few times: no span may
+	// finish. Cleanups run on goroutines of their own, after the
+	// collection; each time, wait for the cleanup of a sentinel that is
+	// unreachable from the start, so that the check below comes after
+	// the collections' cleanups have been run, not after a guessed delay.
+	for i := 0; i < 3 && len(tracer.FinishedSpans()) == 0; i++ {
+		collected := make(chan struct{})
+		runtime.AddCleanup(new([64]byte), func(c chan struct{}) { close(c) }, collected)
 		runtime.GC()
-		time.Sleep(5 * time.Millisecond) // cleanups run on their own goroutine
+		select {
+		case <-collected:
+		case <-time.After(10 * time.Second):
+			t.Fatal("a garbage collection ran no cleanup within 10 s")
+		}
 	}
 	if spans := tracer.FinishedSpans(); len(spans) != 0 {
 		inner.result <- nil

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -100,6 +101,7 @@ func TestConcurrentRPCs(t *testing.T) {
 	const rpcs = 200
 	var wg sync.WaitGroup
 	errs := make(chan error, rpcs)
+	var uncancelled atomic.Int32
 	for i := range rpcs {
 		wg.Add(1)
 		go func() {
@@ -110,6 +112,8 @@ func TestConcurrentRPCs(t *testing.T) {
 			cancelAt := -1
 			if r.IntN(3) == 0 {
 				cancelAt = r.IntN(4)
+			} else {
+				uncancelled.Add(1)
 			}
 			step := func(n int) {
 				if n == cancelAt {
@@ -151,6 +155,10 @@ func TestConcurrentRPCs(t *testing.T) {
 		if n != 1 {
 			t.Errorf("client span %d has %d server spans", id, n)
 		}
+	}
+	// Every RPC left to run to its end reached the server.
+	if n := int32(len(serverOf)); n < uncancelled.Load() {
+		t.Errorf("%d client spans with a server span, fewer than the %d RPCs not cancelled", n, uncancelled.Load())
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/opentracing/opentracing-go"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -201,13 +202,59 @@ func (p *peer) waitSpans(d time.Duration, ok func([]spanlog.Span) bool) []spanlo
 type tracing struct {
 	tracer opentracing.Tracer
 	mem    *spanlog.Memory
+	open   *openSpans
 }
 
 func newTracing(t *testing.T) *tracing {
 	mem := spanlog.NewMemory()
-	tracer, tp := spanlog.Tracer(mem, mem)
+	open := &openSpans{changed: make(chan struct{})}
+	// open after mem: a span counted as ended is in mem.
+	tracer, tp := spanlog.Tracer(mem, mem, open)
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
-	return &tracing{tracer: tracer, mem: mem}
+	return &tracing{tracer: tracer, mem: mem, open: open}
+}
+
+// openSpans is a span processor counting the spans started and ended, so
+// that a test can wait for every span started to have ended (and been
+// recorded) before asserting that none was.
+type openSpans struct {
+	mu             sync.Mutex
+	started, ended int
+	changed        chan struct{} // closed and replaced on every change
+}
+
+func (o *openSpans) OnStart(context.Context, sdktrace.ReadWriteSpan) { o.add(1, 0) }
+func (o *openSpans) OnEnd(sdktrace.ReadOnlySpan)                     { o.add(0, 1) }
+func (*openSpans) ForceFlush(context.Context) error                  { return nil }
+func (*openSpans) Shutdown(context.Context) error                    { return nil }
+
+func (o *openSpans) add(started, ended int) {
+	o.mu.Lock()
+	o.started += started
+	o.ended += ended
+	close(o.changed)
+	o.changed = make(chan struct{})
+	o.mu.Unlock()
+}
+
+// waitSettled waits, at most 10 s, until every span started has ended.
+func (o *openSpans) waitSettled(t *testing.T) {
+	t.Helper()
+	timeout := time.NewTimer(10 * time.Second)
+	defer timeout.Stop()
+	for {
+		o.mu.Lock()
+		started, ended, changed := o.started, o.ended, o.changed
+		o.mu.Unlock()
+		if started == ended {
+			return
+		}
+		select {
+		case <-changed:
+		case <-timeout.C:
+			t.Fatalf("%d spans started, %d ended after 10 s", started, ended)
+		}
+	}
 }
 
 // dial returns a traced client of the test service at addr.
