@@ -315,6 +315,9 @@ type rpcCase struct {
 	// clientOnly: whether the server saw the RPC at all is gRPC's
 	// race; compare the client span alone.
 	clientOnly bool
+	// slow: the case lasts seconds (a deadline); the slow cases run in
+	// parallel with one another.
+	slow bool
 }
 
 // TestShapesAndOutcomes runs every RPC shape through its outcomes and
@@ -367,11 +370,20 @@ func TestShapesAndOutcomes(t *testing.T) {
 		{
 			name: "unary deadline exceeded",
 			run: func(t *testing.T, ctx context.Context, _ context.CancelFunc, c testpb.TestServiceClient) error {
-				ctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+				// The handler waits until its context is done, so the
+				// deadline always passes while it waits, provided the
+				// RPC reaches the server first. 50 ms sometimes passed
+				// before that on a machine starved of CPU, and there
+				// was no server span; a new connection and the request
+				// took up to 34 ms with 4 busy loops on the test's one
+				// CPU, -race. A second is ample; the case runs in
+				// parallel with the other instruments' (slow).
+				ctx, cancel := context.WithTimeout(ctx, time.Second)
 				defer cancel()
 				_, err := c.Unary(ctx, &testpb.Request{SleepMs: 60_000})
 				return err
 			},
+			slow:                true,
 			wantCode:            codes.DeadlineExceeded,
 			serverMayBeCanceled: true,
 			clientMsgFromErr:    true,
@@ -571,6 +583,9 @@ func TestShapesAndOutcomes(t *testing.T) {
 	for _, instrument := range instruments {
 		for _, tc := range cases {
 			t.Run(instrument+"/"+tc.name, func(t *testing.T) {
+				if tc.slow {
+					t.Parallel()
+				}
 				runCase(t, instrument, tc)
 			})
 		}
