@@ -6,7 +6,12 @@
 # Waits until it is healthy, runs the e2e tests against it, and stops it
 # whatever happens: the EXIT trap stops it (SIGTERM, then SIGKILL after
 # 10s) when the tests pass, when they fail and when the run is interrupted.
-# Jaeger's log is left in bin/jaeger-e2e.log.
+# Jaeger's log is left in bin/jaeger-e2e.log, the tests' in
+# bin/e2e-test.log.
+#
+# The run fails if any test skipped, or if no test ran: the tests skip
+# without Jaeger (so that `go test ./...` passes without one), and here a
+# skip means a test that checked nothing against the Jaeger it was given.
 set -euo pipefail
 cd "$(dirname "$0")"
 jaeger=${1:?usage: e2e/run.sh JAEGER_BINARY [go test flags...]}
@@ -88,4 +93,15 @@ echo "e2e: Jaeger healthy after $((SECONDS - start))s; query UI and API on http:
 export GRPCTRACE_E2E_JAEGER=$host:16686
 export GRPCTRACE_E2E_OTLP=$host:4317
 export GRPCTRACE_E2E_COLLECTOR=http://$host:14268/api/traces
-"$GO" test -count=1 -v "$@" ./...
+testlog=$(cd ../bin && pwd)/e2e-test.log
+"$GO" test -count=1 -v "$@" ./... 2>&1 | tee "$testlog"
+# go test -v reports each test, subtests indented: "--- SKIP: TestName".
+if skipped=$(grep -E '^[[:space:]]*--- SKIP: ' "$testlog"); then
+	echo "e2e: FAILED: tests skipped with Jaeger running:" >&2
+	echo "$skipped" >&2
+	exit 1
+fi
+if ! grep -qE '^--- PASS: ' "$testlog"; then
+	echo "e2e: FAILED: no test ran" >&2
+	exit 1
+fi
