@@ -8,7 +8,7 @@ MODULES := $(shell find . -name go.mod -not -path './tools/*' -printf '%h\n' | s
 BIN := $(CURDIR)/bin
 STATICCHECK := $(BIN)/staticcheck
 
-.PHONY: all test lint fmt-check vet staticcheck race bench bench-compare proto proto-check clean demo e2e fuzz fuzz-short soak fuzz-for
+.PHONY: all test lint fmt-check vet staticcheck race bench bench-compare proto proto-check clean demo e2e fuzz fuzz-short soak fuzz-for fleet
 
 all: test
 
@@ -66,6 +66,14 @@ demo:
 e2e:
 	@echo "e2e: building Jaeger (tools/e2e): several minutes the first time, then from the Go build cache"
 	jaeger=$$(cd tools/e2e && $(GO) tool -n jaeger) && GO=$(GO) bash e2e/run.sh "$$jaeger" -timeout 5m
+
+## fleet: the interop tables (fleet/): grpctrace's interceptors and stats handlers, otgrpc and go-grpc-middleware v1 as clients and servers of one another, with mocktracer, jaeger-client-go and the OpenTelemetry bridge; a cell is ok when the trace and that baggage item crossed intact.
+fleet:
+	@cd fleet && $(GO) test -count=1 -run '^TestInterop' -v . | sed -nE \
+		-e 's/^ +interop_test\.go:[0-9]+: (fleet interop table.*)/\n\1/p' \
+		-e 's/^ +interop_test\.go:[0-9]+: (baggage .*)/\1/p' \
+		-e 's/^ +(\|.*)/\1/p' \
+		-e '/^(--- FAIL|FAIL|ok )/p'
 
 ## bench: the root package's benchmarks, untraced baseline next to grpctrace.
 bench:
