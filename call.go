@@ -109,28 +109,25 @@ func (cfg *config) newCall(ctx context.Context, fullMethod string, f front, cach
 	return c, false
 }
 
-// start starts the span, child of parent, at the time given (zero: now). A
-// tracer that panics starting it leaves the RPC untraced: false.
-func (c *call) start(parent any, peer remote, at time.Time) (started bool) {
+// start starts the span under ctx as from says, completed with the call's
+// side and method; the call's context carries it from then on. A tracer
+// that panics starting it leaves the RPC untraced: false.
+func (c *call) start(ctx context.Context, from spanStart) (started bool) {
 	defer func() {
 		if r := recover(); r != nil {
 			started = false
 		}
 	}()
-	c.rec.start(c.method.operationName, spanStart{
-		client: c.cfg.side == clientSide,
-		parent: parent,
-		tags:   [2][]tag{c.cfg.sideTags, c.method.tags},
-		peer:   peer,
-		at:     at,
-	})
+	from.client = c.cfg.side == clientSide
+	from.method = c.method.rec
+	c.ctx = c.rec.start(ctx, c.method.operationName, from)
 	return true
 }
 
 // startClient starts the span of a client call or attempt under ctx: child
 // of the span ctx carries, if any. It returns nil when the RPC is not to be
-// traced. peer names the server.
-func (cfg *config) startClient(ctx context.Context, fullMethod string, f front, peer remote) *call {
+// traced. target names the server, if the door knows it (forTarget's).
+func (cfg *config) startClient(ctx context.Context, fullMethod string, f front, target any) *call {
 	c, _ := cfg.newCall(ctx, fullMethod, f, true)
 	if c == nil {
 		return nil
@@ -139,23 +136,23 @@ func (cfg *config) startClient(ctx context.Context, fullMethod string, f front, 
 	if !ok && cfg.parentRequired {
 		return nil
 	}
-	if !c.start(parent, peer, time.Time{}) {
+	if !c.start(ctx, spanStart{parent: parent, target: target}) {
 		return nil
 	}
 	return c
 }
 
-// clientContext returns the context to call gRPC with: ctx carrying the
-// span, and outgoing metadata holding the span context, a copy of ctx's, so
-// that the caller's is never touched. It is the call's context from then
-// on.
+// clientContext returns the context to call gRPC with: the call's, which
+// carries the span, with outgoing metadata holding the span context, a copy
+// of ctx's (the caller's, the call started under), so that the caller's is
+// never touched. It is the call's context from then on.
 func (c *call) clientContext(ctx context.Context) context.Context {
 	md, _ := metadata.FromOutgoingContext(ctx)
 	if md == nil {
 		md = make(metadata.MD, 4)
 	}
 	c.inject(md)
-	c.ctx = metadata.NewOutgoingContext(c.rec.contextWith(ctx), md)
+	c.ctx = metadata.NewOutgoingContext(c.ctx, md)
 	return c.ctx
 }
 
@@ -191,16 +188,15 @@ func (cfg *config) startServer(ctx context.Context, fullMethod string, f front, 
 	if sent == nil && cfg.parentRequired {
 		return nil, nil
 	}
+	from := spanStart{parent: sent, at: at}
 	public := cfg.public != nil && cfg.public(ctx, fullMethod)
-	parent := sent
 	if public {
-		parent = nil
+		from.parent, from.untrusted = nil, sent
 	}
-	var client remote
 	if p, ok := peer.FromContext(ctx); ok {
-		client.addr = p.Addr
+		from.addr = p.Addr
 	}
-	if !c.start(parent, client, at) {
+	if !c.start(ctx, from) {
 		return nil, nil
 	}
 	if extractErr != nil {
@@ -220,12 +216,9 @@ func (c *call) logUntrusted(sent any) {
 	c.rec.logUntrusted(sent)
 }
 
-// serverContext returns the handler's context: ctx carrying the span. It
-// is the call's context from then on.
-func (c *call) serverContext(ctx context.Context) context.Context {
-	c.ctx = c.rec.contextWith(ctx)
-	return c.ctx
-}
+// serverContext returns the handler's context: the context the call
+// started under, carrying the span, as start made it.
+func (c *call) serverContext() context.Context { return c.ctx }
 
 // end finishes the span with the RPC's outcome. Only the first call has an
 // effect, so every place that can see an RPC end may call it.
@@ -338,21 +331,16 @@ func (c *call) endLater(err error) {
 	}()
 }
 
-// event logs a named event with fields.
+// event logs a named event with fields on the span unless the call has
+// ended: a stream's messages and events may race with its end, and a
+// finished span must not be touched again.
 func (c *call) event(name string, fields ...field) {
-	c.log(append([]field{strField("event", name)}, fields...))
-}
-
-// log logs fields on the span unless the call has ended: a stream's
-// messages and events may race with its end, and a finished span must not
-// be touched again.
-func (c *call) log(fields []field) {
 	c.logMu.Lock()
 	defer c.logMu.Unlock()
 	if c.ended.Load() {
 		return
 	}
-	c.rec.log(fields)
+	c.rec.log(name, fields)
 	c.lastLog = time.Now().UnixNano()
 }
 
@@ -378,9 +366,8 @@ func (c *call) message(dir direction, seq int64, msg any, sz sizes) {
 	if !cfg.messageEvents && !cfg.logPayloads {
 		return
 	}
-	fields := make([]field, 0, 7)
+	fields := make([]field, 0, 6)
 	fields = append(fields,
-		strField("event", eventMessage),
 		strField("message.type", string(dir)),
 		numField("message.id", seq))
 	if cfg.messageEvents {
@@ -399,7 +386,7 @@ func (c *call) message(dir direction, seq int64, msg any, sz sizes) {
 			fields = append(fields, strField("payload", text))
 		}
 	}
-	c.log(fields)
+	c.event(eventMessage, fields...)
 }
 
 func messageSize(msg any) int {

@@ -7,9 +7,9 @@ import "strings"
 type method struct {
 	full          string
 	operationName string
-	// tags are rpc.service and rpc.method, already boxed so that starting a
-	// span does not convert them again.
-	tags []tag
+	// rec is what the recorder's spans of the method start with
+	// (recorder.forMethod).
+	rec any
 }
 
 // method returns what is derived from fullMethod. It is kept when cache is
@@ -33,14 +33,7 @@ func (c *config) newMethod(fullMethod string) *method {
 		name = c.operationName(fullMethod)
 	}
 	service, meth := splitMethod(fullMethod)
-	m := &method{full: fullMethod, operationName: name}
-	if service != "" {
-		m.tags = append(m.tags, tag{tagRPCService, service})
-	}
-	if meth != "" {
-		m.tags = append(m.tags, tag{tagRPCMethod, meth})
-	}
-	return m
+	return &method{full: fullMethod, operationName: name, rec: c.rec.forMethod(fullMethod, service, meth)}
 }
 
 // splitMethod splits "/package.Service/Method" into its service and method.

@@ -188,9 +188,7 @@ type config struct {
 
 	rec     recorder
 	methods cache[*method]
-	targets cache[[]tag]
-	// sideTags are the tags every span of this side starts with.
-	sideTags []tag
+	targets cache[any]
 }
 
 func newConfig(s side, opts []Option) *config {
@@ -206,10 +204,6 @@ func newConfig(s side, opts []Option) *config {
 	if c.payloadLimit == 0 {
 		c.payloadLimit = defaultPayloadLimit
 	}
-	c.rec = &otRecorder{tracer: c.tracer}
-	c.sideTags = []tag{
-		{tagComponent, componentName},
-		{tagRPCSystem, rpcSystemGRPC},
-	}
+	c.rec = newOTRecorder(c.tracer, s)
 	return c
 }

@@ -14,17 +14,6 @@ import (
 // name, and the port.
 const maxPeerTags = 3
 
-// remote names an RPC's peer as its span starts: by a client's tags for
-// its target, or by the address a server's client called from, tagged then.
-type remote struct {
-	tags []tag
-	addr net.Addr
-}
-
-func (r remote) appendTags(dst []tag) []tag {
-	return appendPeerTags(append(dst, r.tags...), r.addr)
-}
-
 // appendPeerTags appends the tags for a peer's address: peer.address
 // always, and peer.ipv4 or peer.ipv6 and peer.port when the address is an
 // IP address and port.

@@ -2,6 +2,7 @@ package grpctrace
 
 import (
 	"context"
+	"net"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -13,7 +14,7 @@ import (
 // OpenTracing recorder is in record_opentracing.go.
 
 // recorder makes the recordings of a door's spans. It is built once per
-// constructor.
+// constructor, for one side.
 type recorder interface {
 	// newCall returns a zero call whose rec is the recording of one span,
 	// not started yet, or nil when nothing would be recorded (a no-op
@@ -27,31 +28,43 @@ type recorder interface {
 	// a span already, so that handler code that uses its span unchecked
 	// works before tracing is configured.
 	noopContext(ctx context.Context) context.Context
+	// forMethod derives, once per method, what the spans of that method
+	// start with besides their name (the recorder's tags for the service
+	// and the method: "/pkg.Service/Method" split).
+	forMethod(fullMethod, service, method string) any
+	// forTarget derives, once per client target (in gRPC's canonical
+	// form, "dns:///svc.example:443"), what a client's spans start with to
+	// name the server.
+	forTarget(target string) any
 }
 
 // span is the recording of one span. Its methods are called by one
 // goroutine at a time (the core orders them): localParent or extract first,
 // then start, then the others, end last.
 type span interface {
-	// localParent returns the span context of the span ctx carries.
+	// localParent returns the parent a client span has in ctx, and whether
+	// ctx carries a span at all.
 	localParent(ctx context.Context) (parent any, ok bool)
 	// extract reads the span context a client sent, in the incoming
 	// metadata of ctx. A missing one is (nil, nil); an unreadable one is
 	// (nil, err).
 	extract(ctx context.Context) (parent any, err error)
-	// start starts the span, named name.
-	start(name string, s spanStart)
+	// start starts the span, named name, and returns ctx carrying it, as
+	// the API's own function puts it there, for the handler, the rest of
+	// the chain and the decorators to find.
+	start(ctx context.Context, name string, from spanStart) context.Context
 	// inject writes the span's context into md.
 	inject(md metadata.MD) error
-	// contextWith returns ctx carrying the span, as the API's own function
-	// puts it there, for the handler or the caller to find.
-	contextWith(ctx context.Context) context.Context
-	// tag sets a tag on the started span.
+	// tag sets a tag of grpctrace's own (attempts, retries) on the started
+	// span.
 	tag(key string, value any)
-	// log logs an event, stamped now.
-	log(fields []field)
+	// peer names the address the RPC went to, once gRPC knows it (a client
+	// attempt's).
+	peer(addr net.Addr)
+	// log logs the event name with fields, stamped now.
+	log(name string, fields []field)
 	// logUntrusted logs the identity of a remote parent the span was not
-	// allowed to join.
+	// allowed to join, if the API has no better way (a link at start).
 	logUntrusted(remote any)
 	// end tags the outcome, runs the decorators and finishes the span.
 	end(e spanEnd)
@@ -61,10 +74,15 @@ type span interface {
 type spanStart struct {
 	client bool
 	parent any // from localParent or extract; nil: a root span
-	// the side's and the method's tags, then the peer's
-	tags [2][]tag
-	peer remote
-	at   time.Time
+	// untrusted is a remote parent the span does not join (a public
+	// endpoint's caller), for a recorder that links it at start.
+	untrusted any
+	method    any // the recorder's forMethod
+	// the peer: a client's target (forTarget's), or the address a server's
+	// client called from
+	target any
+	addr   net.Addr
+	at     time.Time
 }
 
 // spanEnd is how a span ends.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sort"
 	"strings"
 	"time"
@@ -26,7 +27,32 @@ const wireFormat = opentracing.HTTPHeaders
 // otRecorder records through the OpenTracing API.
 type otRecorder struct {
 	tracer opentracing.Tracer // nil: opentracing.GlobalTracer(), per RPC
+	kind   opentracing.Tag
 }
+
+func newOTRecorder(t opentracing.Tracer, s side) *otRecorder {
+	r := &otRecorder{tracer: t, kind: ext.SpanKindRPCServer}
+	if s == clientSide {
+		r.kind = ext.SpanKindRPCClient
+	}
+	return r
+}
+
+// forMethod returns the tags every span of the method starts with, boxed
+// once.
+func (r *otRecorder) forMethod(_, service, method string) any {
+	tags := []tag{{tagComponent, componentName}, {tagRPCSystem, rpcSystemGRPC}}
+	if service != "" {
+		tags = append(tags, tag{tagRPCService, service})
+	}
+	if method != "" {
+		tags = append(tags, tag{tagRPCMethod, method})
+	}
+	return tags
+}
+
+// forTarget returns a client's tags for the server it calls.
+func (r *otRecorder) forTarget(target string) any { return targetTags(target) }
 
 // noopSpan is what a NoopTracer starts.
 var noopSpan = opentracing.NoopTracer{}.StartSpan("")
@@ -52,7 +78,7 @@ func (r *otRecorder) newCall() *call {
 	if _, noop := t.(opentracing.NoopTracer); noop {
 		return nil
 	}
-	oc := &otCall{span: otSpan{tracer: t}}
+	oc := &otCall{span: otSpan{tracer: t, kind: r.kind}}
 	oc.call.rec = &oc.span
 	return &oc.call
 }
@@ -63,6 +89,7 @@ func (r *otRecorder) newCall() *call {
 // anyway.
 type otSpan struct {
 	tracer opentracing.Tracer
+	kind   opentracing.Tag
 	span   opentracing.Span
 	from   spanStart
 	opts   [1]opentracing.StartSpanOption
@@ -82,18 +109,16 @@ func (o startOption) Apply(so *opentracing.StartSpanOptions) {
 	if !from.at.IsZero() {
 		so.StartTime = from.at
 	}
-	if from.client {
-		ext.SpanKindRPCClient.Apply(so)
-	} else {
-		ext.SpanKindRPCServer.Apply(so)
-	}
-	for _, tags := range from.tags {
+	o.s.kind.Apply(so)
+	method, _ := from.method.([]tag)
+	target, _ := from.target.([]tag)
+	for _, tags := range [2][]tag{method, target} {
 		for _, t := range tags {
 			opentracing.Tag{Key: t.key, Value: t.value}.Apply(so)
 		}
 	}
 	var buf [maxPeerTags]tag
-	for _, t := range from.peer.appendTags(buf[:0]) {
+	for _, t := range appendPeerTags(buf[:0], from.addr) {
 		opentracing.Tag{Key: t.key, Value: t.value}.Apply(so)
 	}
 }
@@ -133,34 +158,39 @@ func (s *otSpan) extract(ctx context.Context) (parent any, err error) {
 	return sc, err
 }
 
-func (s *otSpan) start(name string, from spanStart) {
+func (s *otSpan) start(ctx context.Context, name string, from spanStart) context.Context {
 	s.from = from
 	s.opts[0] = startOption{s}
 	s.span = s.tracer.StartSpan(name, s.opts[:]...)
+	return opentracing.ContextWithSpan(ctx, s.span)
 }
 
 func (s *otSpan) inject(md metadata.MD) error {
 	return s.tracer.Inject(s.span.Context(), wireFormat, MetadataCarrier(md))
 }
 
-func (s *otSpan) contextWith(ctx context.Context) context.Context {
-	return opentracing.ContextWithSpan(ctx, s.span)
-}
-
 func (s *otSpan) tag(key string, value any) { s.span.SetTag(key, value) }
 
-func (s *otSpan) log(fields []field) { s.span.LogFields(otFields(fields)...) }
+func (s *otSpan) peer(addr net.Addr) {
+	var buf [maxPeerTags]tag
+	for _, t := range appendPeerTags(buf[:0], addr) {
+		s.span.SetTag(t.key, t.value)
+	}
+}
 
-func otFields(fields []field) []log.Field {
-	out := make([]log.Field, len(fields))
-	for i, f := range fields {
+// log logs the event as OpenTracing's conventions have it: an "event"
+// field naming it, then the others.
+func (s *otSpan) log(name string, fields []field) {
+	out := make([]log.Field, 1, len(fields)+1)
+	out[0] = log.String("event", name)
+	for _, f := range fields {
 		if f.numeric {
-			out[i] = log.Int64(f.key, f.num)
+			out = append(out, log.Int64(f.key, f.num))
 		} else {
-			out[i] = log.String(f.key, f.str)
+			out = append(out, log.String(f.key, f.str))
 		}
 	}
-	return out
+	s.span.LogFields(out...)
 }
 
 // end tags the status, runs the decorators and finishes the span. Without

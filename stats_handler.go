@@ -80,7 +80,7 @@ func (h *serverHandler) TagRPC(ctx context.Context, info *stats.RPCTagInfo) (tag
 	tagged = ctx
 	defer c.recoverLogged(true)
 	mark := &handled{h.cfg}
-	tagged = context.WithValue(h.cfg.withCall(c.serverContext(ctx), c), handledKey{}, mark)
+	tagged = context.WithValue(h.cfg.withCall(c.serverContext(), c), handledKey{}, mark)
 	dropped := runtime.AddCleanup(mark, (*call).droppedUnbegun, c)
 	c.unwatch = func() bool { dropped.Stop(); return true }
 	return tagged
@@ -109,7 +109,7 @@ type clientHandler struct{ cfg *config }
 // TagRPC starts the span of an attempt and returns the attempt's context,
 // which carries the span and outgoing metadata holding its span context.
 func (h *clientHandler) TagRPC(ctx context.Context, info *stats.RPCTagInfo) (tagged context.Context) {
-	c := h.cfg.startClient(ctx, info.FullMethodName, handlerFront, remote{})
+	c := h.cfg.startClient(ctx, info.FullMethodName, handlerFront, nil)
 	if c == nil {
 		if h.cfg.ownCall(ctx) != nil {
 			// ctx is that of another RPC of this handler's (a call made
@@ -175,10 +175,7 @@ func (c *call) handle(s stats.RPCStats) {
 		}
 	case *stats.OutHeader:
 		if s.Client && s.RemoteAddr != nil {
-			var buf [maxPeerTags]tag
-			for _, t := range appendPeerTags(buf[:0], s.RemoteAddr) {
-				c.rec.tag(t.key, t.value)
-			}
+			c.rec.peer(s.RemoteAddr)
 		}
 	case *stats.InPayload:
 		if c.cfg.messageEvents || c.cfg.logPayloads {

@@ -29,7 +29,7 @@ func StreamServerInterceptor(opts ...Option) grpc.StreamServerInterceptor {
 		}
 		returned := false
 		defer c.endIfPanicking(&returned, nil)
-		ctx := c.serverContext(ss.Context())
+		ctx := c.serverContext()
 		err := handler(srv, &WrappedServerStream{ServerStream: ss, ctx: ctx, call: c})
 		returned = true
 		c.end(err, nil, nil)

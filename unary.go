@@ -26,7 +26,7 @@ func UnaryServerInterceptor(opts ...Option) grpc.UnaryServerInterceptor {
 		}
 		returned := false
 		defer c.endIfPanicking(&returned, req)
-		ctx = c.serverContext(ctx)
+		ctx = c.serverContext()
 		c.message(received, 1, req, unknownSizes)
 		resp, err = handler(ctx, req)
 		var reply any
@@ -81,15 +81,14 @@ func UnaryClientInterceptor(opts ...Option) grpc.UnaryClientInterceptor {
 // interceptor. The context gRPC is then called with carries the call
 // (attemptsKey), for the client stats handler to number its attempts.
 func (cfg *config) startClientInterceptor(ctx context.Context, method string, cc *grpc.ClientConn) *call {
-	var target remote
+	var target any
 	if cc != nil { // tests may call interceptors without a ClientConn
 		// Keyed by the target as given, which costs nothing to read;
-		// the tags come from gRPC's canonical form of it.
-		tags, ok := cfg.targets.lookup(cc.Target())
-		if !ok {
-			tags = cfg.targets.add(cc.Target(), targetTags(cc.CanonicalTarget()))
+		// what names the server comes from gRPC's canonical form of it.
+		var ok bool
+		if target, ok = cfg.targets.lookup(cc.Target()); !ok {
+			target = cfg.targets.add(cc.Target(), cfg.rec.forTarget(cc.CanonicalTarget()))
 		}
-		target.tags = tags
 	}
 	return cfg.startClient(ctx, method, interceptorFront, target)
 }
