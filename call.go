@@ -194,7 +194,7 @@ func (cfg *config) startServer(ctx context.Context, fullMethod string, f front, 
 		from.parent, from.untrusted = nil, sent
 	}
 	if p, ok := peer.FromContext(ctx); ok {
-		from.addr = p.Addr
+		from.addr, from.local = p.Addr, p.LocalAddr
 	}
 	if !c.start(ctx, from) {
 		return nil, nil
@@ -250,16 +250,14 @@ func (c *call) endAt(err error, req, resp any, at time.Time) {
 		st = status.FromContextError(err)
 	}
 	code := st.Code()
-	e := spanEnd{
-		code:       code,
-		isError:    code != codes.OK && c.cfg.isError(code),
-		message:    st.Message(),
-		at:         at,
-		decorators: c.cfg.decorators,
-		ctx:        c.ctx,
-	}
-	if len(e.decorators) > 0 {
-		e.info = RPCInfo{
+	c.rec.outcome(spanEnd{
+		code:    code,
+		isError: code != codes.OK && c.cfg.isError(code),
+		message: st.Message(),
+		at:      at,
+	})
+	if len(c.cfg.decorators) > 0 {
+		info := RPCInfo{
 			FullMethod: c.method.full,
 			Client:     c.cfg.side == clientSide,
 			Request:    req,
@@ -267,8 +265,26 @@ func (c *call) endAt(err error, req, resp any, at time.Time) {
 			Err:        err,
 			Code:       code,
 		}
+		for _, d := range c.cfg.decorators {
+			c.decorate(d, info)
+		}
+		// Decorators log "now": the span finishes no earlier.
+		if now := time.Now(); !at.IsZero() && now.After(at) {
+			at = now
+		}
 	}
-	c.rec.end(e)
+	c.rec.finish(at)
+}
+
+// decorate runs one decorator; a panic in it is logged on the span, which
+// still finishes, and the RPC goes on.
+func (c *call) decorate(d SpanDecorator, info RPCInfo) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.rec.log(eventDecoratorPanicked, []field{strField("message", fmt.Sprint(r))})
+		}
+	}()
+	d(c.ctx, info)
 }
 
 // endIfPanicking is deferred around everything grpctrace and the code it

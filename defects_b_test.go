@@ -353,8 +353,8 @@ func TestOpaqueTargetPeerTags(t *testing.T) {
 // must leave every log of the client and the server span stamped at or
 // before the span's finish time.
 func TestHandlerLogsNotAfterFinish(t *testing.T) {
-	deco := grpctrace.WithSpanDecorator(func(_ context.Context, span opentracing.Span, _ grpctrace.RPCInfo) {
-		span.LogFields(otlog.String("event", "decorated"))
+	deco := grpctrace.WithSpanDecorator(func(ctx context.Context, _ grpctrace.RPCInfo) {
+		opentracing.SpanFromContext(ctx).LogFields(otlog.String("event", "decorated"))
 	})
 	opts := []grpctrace.Option{grpctrace.WithMessageEvents(), deco}
 	cases := []struct {

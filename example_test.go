@@ -117,9 +117,9 @@ func ExampleWrapServerStream() {
 
 // Span tags and logs of one's own, added once the RPC's outcome is known.
 func ExampleWithSpanDecorator() {
-	withTenant := grpctrace.WithSpanDecorator(func(ctx context.Context, span opentracing.Span, rpc grpctrace.RPCInfo) {
+	withTenant := grpctrace.WithSpanDecorator(func(ctx context.Context, rpc grpctrace.RPCInfo) {
 		if tenant, ok := ctx.Value(tenantKey{}).(string); ok {
-			span.SetTag("tenant", tenant)
+			opentracing.SpanFromContext(ctx).SetTag("tenant", tenant)
 		}
 	})
 	_ = grpc.NewServer(grpc.ChainUnaryInterceptor(grpctrace.UnaryServerInterceptor(withTenant)))

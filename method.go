@@ -28,7 +28,7 @@ func (c *config) method(fullMethod string, cache bool) *method {
 }
 
 func (c *config) newMethod(fullMethod string) *method {
-	name := fullMethod
+	name := c.rec.defaultName(fullMethod)
 	if c.operationName != nil {
 		name = c.operationName(fullMethod)
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 
 	"github.com/opentracing/opentracing-go"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
 )
 
@@ -23,9 +25,12 @@ func (f optionFunc) apply(c *config) { f(c) }
 type Filter func(ctx context.Context, fullMethod string) bool
 
 // SpanDecorator adds tags or logs to a span. It runs once per traced RPC,
-// after grpctrace has tagged the status and just before the span finishes,
-// on the goroutine that ended the RPC.
-type SpanDecorator func(ctx context.Context, span opentracing.Span, rpc RPCInfo)
+// after grpctrace has recorded the status and just before the span
+// finishes, on the goroutine that ended the RPC. ctx carries the span, for
+// the tracing API in use: opentracing.SpanFromContext(ctx), or
+// trace.SpanFromContext(ctx) with WithTracerProvider. A decorator that
+// panics is logged on the span; the span still finishes and the RPC goes on.
+type SpanDecorator func(ctx context.Context, rpc RPCInfo)
 
 // RPCInfo describes the RPC a SpanDecorator is called for.
 type RPCInfo struct {
@@ -42,16 +47,45 @@ type RPCInfo struct {
 	Code codes.Code
 }
 
-// WithTracer sets the tracer. By default grpctrace uses
+// WithTracer sets the OpenTracing tracer. By default grpctrace uses
 // opentracing.GlobalTracer(), looked up on every RPC so that a tracer
-// registered after the interceptor was built is still used.
+// registered after the interceptor was built is still used. With
+// WithTracerProvider, grpctrace records through OpenTelemetry instead, and
+// WithTracer has no effect.
 //
-// When the tracer is an opentracing.NoopTracer the RPC is not instrumented at
-// all: nothing is recorded, so nothing is done.
+// When the tracer is an opentracing.NoopTracer nothing is recorded or sent;
+// a server handler's context carries the NoopTracer's span.
 func WithTracer(t opentracing.Tracer) Option {
 	return optionFunc(func(c *config) {
 		if t != nil {
 			c.tracer = t
+		}
+	})
+}
+
+// WithTracerProvider records spans through the OpenTelemetry API, with the
+// tracer tp gives for grpctrace, instead of through OpenTracing (WithTracer
+// and the global OpenTracing tracer are then not used). Span contexts and
+// baggage travel through the propagators (WithPropagators). To use
+// OpenTelemetry's global provider, pass otel.GetTracerProvider(). A provider
+// from go.opentelemetry.io/otel/trace/noop records nothing, and grpctrace
+// then does nothing.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return optionFunc(func(c *config) {
+		if tp != nil {
+			c.tracerProvider = tp
+		}
+	})
+}
+
+// WithPropagators sets how the OpenTelemetry path (WithTracerProvider)
+// carries span contexts and baggage in gRPC metadata. By default grpctrace
+// uses otel.GetTextMapPropagator(), looked up on every RPC. It has no effect
+// without WithTracerProvider: OpenTracing tracers propagate themselves.
+func WithPropagators(p propagation.TextMapPropagator) Option {
+	return optionFunc(func(c *config) {
+		if p != nil {
+			c.propagators = p
 		}
 	})
 }
@@ -175,6 +209,8 @@ func WithErrorClassifier(isError func(codes.Code) bool) Option {
 type config struct {
 	side           side
 	tracer         opentracing.Tracer // nil: opentracing.GlobalTracer() per RPC
+	tracerProvider trace.TracerProvider
+	propagators    propagation.TextMapPropagator // nil: otel.GetTextMapPropagator() per RPC
 	filter         Filter
 	operationName  func(string) string
 	decorators     []SpanDecorator
@@ -204,6 +240,10 @@ func newConfig(s side, opts []Option) *config {
 	if c.payloadLimit == 0 {
 		c.payloadLimit = defaultPayloadLimit
 	}
-	c.rec = newOTRecorder(c.tracer, s)
+	if c.tracerProvider != nil {
+		c.rec = newOTelRecorder(c.tracerProvider, c.propagators, s)
+	} else {
+		c.rec = newOTRecorder(c.tracer, s)
+	}
 	return c
 }

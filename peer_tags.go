@@ -55,7 +55,26 @@ func appendIPPortTags(dst []tag, ip netip.Addr, port uint16) []tag {
 // OpenTelemetry conventions for a client's server.address, this names the
 // server the caller asked for, not the address a balancer picked.
 func targetTags(target string) []tag {
-	endpoint := target
+	endpoint, host, port, ok := targetEndpoint(target)
+	if endpoint == "" {
+		return nil
+	}
+	tags := []tag{{string(ext.PeerAddress), endpoint}}
+	if !ok {
+		return tags
+	}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return appendIPPortTags(tags, ip, port)
+	}
+	return append(tags,
+		tag{string(ext.PeerHostname), host},
+		tag{string(ext.PeerPort), port})
+}
+
+// targetEndpoint returns the endpoint a canonical target names, and its
+// host and port when it is host:port (ok).
+func targetEndpoint(target string) (endpoint, host string, port uint16, ok bool) {
+	endpoint = target
 	if u, err := url.Parse(target); err == nil && u.Scheme != "" && strings.Contains(target, "://") {
 		endpoint = u.Opaque
 		if endpoint == "" {
@@ -65,22 +84,13 @@ func targetTags(target string) []tag {
 			}
 		}
 	}
-	if endpoint == "" {
-		return nil
-	}
-	tags := []tag{{string(ext.PeerAddress), endpoint}}
 	host, portText, err := net.SplitHostPort(endpoint)
 	if err != nil {
-		return tags
+		return endpoint, "", 0, false
 	}
-	port, err := strconv.ParseUint(portText, 10, 16)
+	p, err := strconv.ParseUint(portText, 10, 16)
 	if err != nil {
-		return tags
+		return endpoint, "", 0, false
 	}
-	if ip, err := netip.ParseAddr(host); err == nil {
-		return appendIPPortTags(tags, ip, uint16(port))
-	}
-	return append(tags,
-		tag{string(ext.PeerHostname), host},
-		tag{string(ext.PeerPort), uint16(port)})
+	return endpoint, host, uint16(p), true
 }

@@ -36,6 +36,9 @@ type recorder interface {
 	// form, "dns:///svc.example:443"), what a client's spans start with to
 	// name the server.
 	forTarget(target string) any
+	// defaultName is the span name of a method without WithOperationName,
+	// as the API's conventions have it.
+	defaultName(fullMethod string) string
 }
 
 // span is the recording of one span. Its methods are called by one
@@ -66,8 +69,11 @@ type span interface {
 	// logUntrusted logs the identity of a remote parent the span was not
 	// allowed to join, if the API has no better way (a link at start).
 	logUntrusted(remote any)
-	// end tags the outcome, runs the decorators and finishes the span.
-	end(e spanEnd)
+	// outcome records how the RPC ended: its status, and whether that is
+	// an error. The decorators run after it, then finish.
+	outcome(e spanEnd)
+	// finish finishes the span at the time given (zero: now).
+	finish(at time.Time)
 }
 
 // spanStart is what a span starts with, besides its name.
@@ -82,6 +88,7 @@ type spanStart struct {
 	// client called from
 	target any
 	addr   net.Addr
+	local  net.Addr // a server's own address the client called
 	at     time.Time
 }
 
@@ -90,12 +97,9 @@ type spanEnd struct {
 	code    codes.Code
 	isError bool
 	message string // the status message, for an error
-	// at is the finish time, zero for now; the error event is stamped
-	// with it too.
-	at         time.Time
-	decorators []SpanDecorator
-	ctx        context.Context // the context the decorators get
-	info       RPCInfo
+	// at is the end time gRPC reports, zero for now; an error event is
+	// stamped with it.
+	at time.Time
 }
 
 // tag is a span tag: a key and a value of a type tracers know (string,

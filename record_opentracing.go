@@ -54,6 +54,10 @@ func (r *otRecorder) forMethod(_, service, method string) any {
 // forTarget returns a client's tags for the server it calls.
 func (r *otRecorder) forTarget(target string) any { return targetTags(target) }
 
+// defaultName is the full method, "/pkg.Service/Method", as the other
+// OpenTracing integrations of gRPC name their spans.
+func (r *otRecorder) defaultName(fullMethod string) string { return fullMethod }
+
 // noopSpan is what a NoopTracer starts.
 var noopSpan = opentracing.NoopTracer{}.StartSpan("")
 
@@ -94,6 +98,8 @@ type otSpan struct {
 	from   spanStart
 	opts   [1]opentracing.StartSpanOption
 	in     incomingCarrier
+	// records are logs for the finish to stamp (see outcome).
+	records []opentracing.LogRecord
 }
 
 // startOption applies a span's kind, parent, tags and start time. The kind
@@ -193,53 +199,33 @@ func (s *otSpan) log(name string, fields []field) {
 	s.span.LogFields(out...)
 }
 
-// end tags the status, runs the decorators and finishes the span. Without
-// an end time the span finishes now, after the error event and whatever
-// the decorators log. With one (gRPC's, for the stats handlers), the error
-// event is a log record of the finish, stamped with it; decorators log
-// "now", so after them the span finishes no earlier than the moment they
-// returned.
-func (s *otSpan) end(e spanEnd) {
+// outcome tags the status. The error event is logged now, or, for a span
+// that finishes at gRPC's end time, kept to be a log record of the finish,
+// stamped with that time.
+func (s *otSpan) outcome(e spanEnd) {
 	s.span.SetTag(tagRPCStatusCode, uint32(e.code))
-	var records []opentracing.LogRecord
-	if e.isError {
-		s.span.SetTag(tagError, true)
-		fields := []log.Field{
-			log.String("event", eventError),
-			log.String("error.kind", e.code.String()),
-			log.String("message", e.message),
-		}
-		if e.at.IsZero() {
-			s.span.LogFields(fields...)
-		} else {
-			records = []opentracing.LogRecord{{Timestamp: e.at, Fields: fields}}
-		}
+	if !e.isError {
+		return
 	}
-	for _, d := range e.decorators {
-		s.decorate(d, &e)
+	s.span.SetTag(tagError, true)
+	fields := []log.Field{
+		log.String("event", eventError),
+		log.String("error.kind", e.code.String()),
+		log.String("message", e.message),
 	}
 	if e.at.IsZero() {
+		s.span.LogFields(fields...)
+		return
+	}
+	s.records = []opentracing.LogRecord{{Timestamp: e.at, Fields: fields}}
+}
+
+func (s *otSpan) finish(at time.Time) {
+	if at.IsZero() {
 		s.span.Finish()
 		return
 	}
-	at := e.at
-	if len(e.decorators) > 0 {
-		if now := time.Now(); now.After(at) {
-			at = now
-		}
-	}
-	s.span.FinishWithOptions(opentracing.FinishOptions{FinishTime: at, LogRecords: records})
-}
-
-// decorate runs one decorator; a panic in it is logged on the span, which
-// still finishes, and the RPC goes on.
-func (s *otSpan) decorate(d SpanDecorator, e *spanEnd) {
-	defer func() {
-		if r := recover(); r != nil {
-			s.span.LogFields(log.String("event", eventDecoratorPanicked), log.String("message", fmt.Sprint(r)))
-		}
-	}()
-	d(e.ctx, s.span, e.info)
+	s.span.FinishWithOptions(opentracing.FinishOptions{FinishTime: at, LogRecords: s.records})
 }
 
 // logUntrusted records the identity of a trace that a public endpoint

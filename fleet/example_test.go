@@ -54,7 +54,8 @@ func Example_migrateFromOtgrpc() {
 
 	// After: grpctrace. WithParentRequired is the inclusion function above:
 	// a server traces an RPC only when the client sent a span context.
-	tenantTag := grpctrace.WithSpanDecorator(func(_ context.Context, span opentracing.Span, _ grpctrace.RPCInfo) {
+	tenantTag := grpctrace.WithSpanDecorator(func(ctx context.Context, _ grpctrace.RPCInfo) {
+		span := opentracing.SpanFromContext(ctx)
 		span.SetTag("tenant", "acme")
 	})
 	serverOpts := []grpctrace.Option{
@@ -213,7 +214,8 @@ func Example_filterByParent() {
 // for dashboards that read them, while they move to rpc.grpc.status_code.
 func Example_keepOtgrpcResponseTags() {
 	tracer := mocktracer.New()
-	responseTags := grpctrace.WithSpanDecorator(func(_ context.Context, span opentracing.Span, rpc grpctrace.RPCInfo) {
+	responseTags := grpctrace.WithSpanDecorator(func(ctx context.Context, rpc grpctrace.RPCInfo) {
+		span := opentracing.SpanFromContext(ctx)
 		if rpc.Err != nil { // otgrpc tags errors only
 			otgrpc.SetSpanTags(span, rpc.Err, rpc.Client)
 		}
@@ -270,12 +272,14 @@ func Example_migrateFromMiddleware() {
 	// After: grpctrace. A decorator sees the unary request at the span's
 	// end; another copies grpc_ctxtags to the server span, as middleware
 	// did, so grpc_ctxtags' interceptor goes before grpctrace.
-	requestDecorator := grpctrace.WithSpanDecorator(func(_ context.Context, span opentracing.Span, rpc grpctrace.RPCInfo) {
+	requestDecorator := grpctrace.WithSpanDecorator(func(ctx context.Context, rpc grpctrace.RPCInfo) {
+		span := opentracing.SpanFromContext(ctx)
 		if rpc.Request != nil {
 			requestTags(span, rpc.Request)
 		}
 	})
-	ctxTagsDecorator := grpctrace.WithSpanDecorator(func(ctx context.Context, span opentracing.Span, _ grpctrace.RPCInfo) {
+	ctxTagsDecorator := grpctrace.WithSpanDecorator(func(ctx context.Context, _ grpctrace.RPCInfo) {
+		span := opentracing.SpanFromContext(ctx)
 		for k, v := range grpc_ctxtags.Extract(ctx).Values() {
 			if err, ok := v.(error); ok {
 				span.LogKV(k, err.Error())
@@ -351,7 +355,8 @@ func Example_clientContextTags() {
 	afterCtx := context.WithValue(context.Background(), exampleClientTagsKey{}, opentracing.Tags{"tenant": "acme"})
 	after := grpc.WithChainUnaryInterceptor(grpctrace.UnaryClientInterceptor(
 		grpctrace.WithTracer(tracer),
-		grpctrace.WithSpanDecorator(func(ctx context.Context, span opentracing.Span, _ grpctrace.RPCInfo) {
+		grpctrace.WithSpanDecorator(func(ctx context.Context, _ grpctrace.RPCInfo) {
+			span := opentracing.SpanFromContext(ctx)
 			if tags, ok := ctx.Value(exampleClientTagsKey{}).(opentracing.Tags); ok {
 				for k, v := range tags {
 					span.SetTag(k, v)

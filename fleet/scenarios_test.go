@@ -599,7 +599,8 @@ func TestScenarioUnaryRequestHandler(t *testing.T) {
 	requestHandler := func(span opentracing.Span, req any) {
 		span.LogKV("unary-request-handler", true, "value", req.(*testpb.Request).GetValue())
 	}
-	decorator := grpctrace.WithSpanDecorator(func(_ context.Context, span opentracing.Span, rpc grpctrace.RPCInfo) {
+	decorator := grpctrace.WithSpanDecorator(func(ctx context.Context, rpc grpctrace.RPCInfo) {
+		span := opentracing.SpanFromContext(ctx)
 		if rpc.Request != nil {
 			requestHandler(span, rpc.Request)
 		}
@@ -633,7 +634,8 @@ type scenClientTagsKey struct{}
 // the caller's own and a decorator, as docs/migrating.md shows. The tags
 // go on the client span only.
 func TestScenarioClientContextTags(t *testing.T) {
-	fromContext := grpctrace.WithSpanDecorator(func(ctx context.Context, span opentracing.Span, rpc grpctrace.RPCInfo) {
+	fromContext := grpctrace.WithSpanDecorator(func(ctx context.Context, rpc grpctrace.RPCInfo) {
+		span := opentracing.SpanFromContext(ctx)
 		if tags, ok := ctx.Value(scenClientTagsKey{}).(opentracing.Tags); ok && rpc.Client {
 			for k, v := range tags {
 				span.SetTag(k, v)

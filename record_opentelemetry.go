@@ -1,0 +1,265 @@
+package grpctrace
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+)
+
+// scopeName is the instrumentation scope of grpctrace's OpenTelemetry
+// spans.
+const scopeName = "github.com/c2e00e20/grpctrace"
+
+// Attribute keys of the OpenTelemetry RPC conventions, as otelgrpc writes
+// them, so that mixed fleets read alike.
+const (
+	attrRPCMethod     = "rpc.method"
+	attrRPCSystemName = "rpc.system.name"
+	attrStatusCode    = "rpc.response.status_code"
+	attrServerAddress = "server.address"
+	attrServerPort    = "server.port"
+)
+
+// otelRecorder records through the OpenTelemetry API.
+type otelRecorder struct {
+	tracer trace.Tracer
+	prop   propagation.TextMapPropagator // nil: otel.GetTextMapPropagator(), per RPC
+	noop   bool
+	kind   trace.SpanStartOption
+}
+
+func newOTelRecorder(tp trace.TracerProvider, p propagation.TextMapPropagator, s side) *otelRecorder {
+	r := &otelRecorder{tracer: tp.Tracer(scopeName), prop: p, kind: trace.WithSpanKind(trace.SpanKindServer)}
+	if s == clientSide {
+		r.kind = trace.WithSpanKind(trace.SpanKindClient)
+	}
+	_, r.noop = tp.(noop.TracerProvider)
+	return r
+}
+
+// otelCall is a call with its OpenTelemetry span, allocated together.
+type otelCall struct {
+	call call
+	span otelSpan
+}
+
+func (r *otelRecorder) newCall() *call {
+	if r.noop {
+		return nil
+	}
+	oc := &otelCall{span: otelSpan{r: r}}
+	oc.call.rec = &oc.span
+	return &oc.call
+}
+
+// noopContext returns ctx: OpenTelemetry's SpanFromContext never returns
+// nil.
+func (r *otelRecorder) noopContext(ctx context.Context) context.Context { return ctx }
+
+// defaultName is the method as OpenTelemetry's RPC conventions name it,
+// "pkg.Service/Method".
+func (r *otelRecorder) defaultName(fullMethod string) string {
+	return strings.TrimPrefix(fullMethod, "/")
+}
+
+// forMethod returns the start option with the method's attributes.
+func (r *otelRecorder) forMethod(fullMethod, _, _ string) any {
+	attrs := []attribute.KeyValue{attribute.String(attrRPCSystemName, rpcSystemGRPC)}
+	if name, ok := strings.CutPrefix(fullMethod, "/"); ok {
+		attrs = append(attrs, attribute.String(attrRPCMethod, name))
+	}
+	return trace.WithAttributes(attrs...)
+}
+
+// forTarget returns the start option naming the server a client calls:
+// server.address and server.port from the target's endpoint.
+func (r *otelRecorder) forTarget(target string) any {
+	endpoint, host, port, ok := targetEndpoint(target)
+	if endpoint == "" {
+		return nil
+	}
+	if !ok {
+		return trace.WithAttributes(attribute.String(attrServerAddress, endpoint))
+	}
+	return trace.WithAttributes(attribute.String(attrServerAddress, host), attribute.Int(attrServerPort, int(port)))
+}
+
+// serverAttrs names a server by an address: server.address, and
+// server.port when the address is host:port.
+func serverAttrs(a net.Addr) []attribute.KeyValue {
+	s := a.String()
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return []attribute.KeyValue{attribute.String(attrServerAddress, s)}
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		return []attribute.KeyValue{attribute.String(attrServerAddress, s)}
+	}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		host = ip.Unmap().String()
+	}
+	return []attribute.KeyValue{attribute.String(attrServerAddress, host), attribute.Int(attrServerPort, p)}
+}
+
+// otelSpan is one OpenTelemetry span.
+type otelSpan struct {
+	r    *otelRecorder
+	span trace.Span
+	ctx  context.Context // carrying the span, as Start returned it
+	in   incomingCarrier
+}
+
+func (s *otelSpan) propagator() propagation.TextMapPropagator {
+	if s.r.prop != nil {
+		return s.r.prop
+	}
+	return otel.GetTextMapPropagator()
+}
+
+// localParent reports whether ctx carries a span; the span starts under
+// ctx itself.
+func (s *otelSpan) localParent(ctx context.Context) (any, bool) {
+	return nil, trace.SpanContextFromContext(ctx).IsValid()
+}
+
+// extract returns the context the propagators make of the incoming
+// metadata: the remote span context and the caller's baggage, which the
+// handler's context then carries. A propagator that panics on hostile
+// input is returned as an error, and the RPC goes on without a parent.
+func (s *otelSpan) extract(ctx context.Context) (parent any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			parent, err = nil, fmt.Errorf("propagator panicked extracting the span context: %v", r)
+		}
+	}()
+	s.in = incomingCarrier{ctx: ctx}
+	extracted := s.propagator().Extract(ctx, &s.in)
+	err = s.in.corruption()
+	if sc := trace.SpanContextFromContext(extracted); !sc.IsValid() || !sc.IsRemote() {
+		return nil, err
+	}
+	return extracted, err
+}
+
+func (s *otelSpan) start(ctx context.Context, name string, from spanStart) context.Context {
+	parent := ctx
+	if p, ok := from.parent.(context.Context); ok {
+		parent = p
+	}
+	opts := make([]trace.SpanStartOption, 0, 6)
+	opts = append(opts, s.r.kind)
+	if o, ok := from.method.(trace.SpanStartOption); ok {
+		opts = append(opts, o)
+	}
+	if o, ok := from.target.(trace.SpanStartOption); ok {
+		opts = append(opts, o)
+	}
+	if from.local != nil {
+		opts = append(opts, trace.WithAttributes(serverAttrs(from.local)...))
+	}
+	if untrusted, ok := from.untrusted.(context.Context); ok {
+		// A public endpoint: a new trace, linked to the caller's.
+		opts = append(opts, trace.WithNewRoot(), trace.WithLinks(trace.Link{SpanContext: trace.SpanContextFromContext(untrusted)}))
+	}
+	if !from.at.IsZero() {
+		opts = append(opts, trace.WithTimestamp(from.at))
+	}
+	s.ctx, s.span = s.r.tracer.Start(parent, name, opts...)
+	return s.ctx
+}
+
+// inject writes the span context and the caller's baggage.
+func (s *otelSpan) inject(md metadata.MD) error {
+	s.propagator().Inject(s.ctx, MetadataCarrier(md))
+	return nil
+}
+
+func (s *otelSpan) tag(key string, value any) {
+	switch v := value.(type) {
+	case bool:
+		s.span.SetAttributes(attribute.Bool(key, v))
+	case int32:
+		s.span.SetAttributes(attribute.Int(key, int(v)))
+	case string:
+		s.span.SetAttributes(attribute.String(key, v))
+	default:
+		s.span.SetAttributes(attribute.String(key, fmt.Sprint(v)))
+	}
+}
+
+func (s *otelSpan) peer(addr net.Addr) { s.span.SetAttributes(serverAttrs(addr)...) }
+
+// log adds the event, its fields as attributes.
+func (s *otelSpan) log(name string, fields []field) {
+	attrs := make([]attribute.KeyValue, len(fields))
+	for i, f := range fields {
+		if f.numeric {
+			attrs[i] = attribute.Int64(f.key, f.num)
+		} else {
+			attrs[i] = attribute.String(f.key, f.str)
+		}
+	}
+	s.span.AddEvent(name, trace.WithAttributes(attrs...))
+}
+
+// logUntrusted does nothing: the span links the caller's context (start).
+func (s *otelSpan) logUntrusted(any) {}
+
+// outcome sets the status code attribute, and the span's status to Error,
+// with the status message, when the classifier says so.
+func (s *otelSpan) outcome(e spanEnd) {
+	s.span.SetAttributes(attribute.String(attrStatusCode, canonicalCode(e.code)))
+	if e.isError {
+		s.span.SetStatus(otelcodes.Error, e.message)
+	}
+}
+
+func (s *otelSpan) finish(at time.Time) {
+	if at.IsZero() {
+		s.span.End()
+		return
+	}
+	s.span.End(trace.WithTimestamp(at))
+}
+
+// canonicalCodes are gRPC's status codes as its specification names them.
+var canonicalCodes = [...]string{
+	codes.OK:                 "OK",
+	codes.Canceled:           "CANCELLED",
+	codes.Unknown:            "UNKNOWN",
+	codes.InvalidArgument:    "INVALID_ARGUMENT",
+	codes.DeadlineExceeded:   "DEADLINE_EXCEEDED",
+	codes.NotFound:           "NOT_FOUND",
+	codes.AlreadyExists:      "ALREADY_EXISTS",
+	codes.PermissionDenied:   "PERMISSION_DENIED",
+	codes.ResourceExhausted:  "RESOURCE_EXHAUSTED",
+	codes.FailedPrecondition: "FAILED_PRECONDITION",
+	codes.Aborted:            "ABORTED",
+	codes.OutOfRange:         "OUT_OF_RANGE",
+	codes.Unimplemented:      "UNIMPLEMENTED",
+	codes.Internal:           "INTERNAL",
+	codes.Unavailable:        "UNAVAILABLE",
+	codes.DataLoss:           "DATA_LOSS",
+	codes.Unauthenticated:    "UNAUTHENTICATED",
+}
+
+func canonicalCode(c codes.Code) string {
+	if int(c) < len(canonicalCodes) {
+		return canonicalCodes[c]
+	}
+	return "CODE(" + strconv.Itoa(int(c)) + ")"
+}
