@@ -9,6 +9,8 @@ import (
 
 	"github.com/opentracing/opentracing-go"
 	"github.com/opentracing/opentracing-go/mocktracer"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -123,4 +125,23 @@ func ExampleWithSpanDecorator() {
 		}
 	})
 	_ = grpc.NewServer(grpc.ChainUnaryInterceptor(grpctrace.UnaryServerInterceptor(withTenant)))
+}
+
+// Recording through OpenTelemetry: the same constructors, given a tracer
+// provider (here the global one) and the propagators.
+func ExampleWithTracerProvider() {
+	opts := []grpctrace.Option{
+		grpctrace.WithTracerProvider(otel.GetTracerProvider()),
+		grpctrace.WithPropagators(propagation.NewCompositeTextMapPropagator(
+			propagation.TraceContext{}, propagation.Baggage{})),
+	}
+	srv := grpc.NewServer(grpc.StatsHandler(grpctrace.NewServerHandler(opts...)))
+	defer srv.Stop()
+	conn, err := grpc.NewClient("dns:///localhost:50051",
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithStatsHandler(grpctrace.NewClientHandler(opts...)))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer conn.Close()
 }
