@@ -57,7 +57,7 @@ SOAK_FLAGS ?=
 soak:
 	cd hardening && $(GO) test -count=1 -v -run '^TestSoak$$' -timeout 60m $(SOAK_FLAGS) . -soak.rpcs=$(SOAK_RPCS) | grep -v '^=== RUN'
 
-## demo: the demo (examples/cmd/demo): every RPC shape traced, printed as trees and a waterfall; DEMO_FLAGS='-otlp 127.0.0.1:4317' exports over OTLP too, DEMO_FLAGS=-h lists the flags.
+## demo: the demo (examples/cmd/demo): every RPC shape traced, printed as trees and a waterfall; DEMO_FLAGS='-api opentelemetry' records natively through OpenTelemetry, DEMO_FLAGS='-otlp 127.0.0.1:4317' exports over OTLP too, DEMO_FLAGS=-h lists the flags.
 DEMO_FLAGS ?=
 demo:
 	cd examples && $(GO) run ./cmd/demo $(DEMO_FLAGS)
@@ -67,11 +67,12 @@ e2e:
 	@echo "e2e: building Jaeger (tools/e2e): several minutes the first time, then from the Go build cache"
 	jaeger=$$(cd tools/e2e && $(GO) tool -n jaeger) && GO=$(GO) bash e2e/run.sh "$$jaeger" -timeout 5m
 
-## fleet: the interop tables (fleet/): grpctrace's interceptors and stats handlers, otgrpc and go-grpc-middleware v1 as clients and servers of one another, with mocktracer, jaeger-client-go and the OpenTelemetry bridge; a cell is ok when the trace and that baggage item crossed intact.
+## fleet: the interop tables (fleet/): grpctrace's interceptors and stats handlers, otgrpc and go-grpc-middleware v1 as clients and servers of one another, with mocktracer, jaeger-client-go and the OpenTelemetry bridge, and grpctrace on OpenTelemetry next to otelgrpc (interop and span parity); a cell is ok when the trace and that baggage item crossed intact.
 fleet:
-	@cd fleet && $(GO) test -count=1 -run '^TestInterop' -v . | sed -nE \
-		-e 's/^ +interop_test\.go:[0-9]+: (fleet interop table.*)/\n\1/p' \
+	@cd fleet && $(GO) test -count=1 -run '^Test(OTel)?(Interop|Parity)' -v . | sed -nE \
+		-e 's/^ +[a-z_]+_test\.go:[0-9]+: ((fleet |parity:).*)/\n\1/p' \
 		-e 's/^ +interop_test\.go:[0-9]+: (baggage .*)/\1/p' \
+		-e 's/^ +(parity: .*)/\n\1/p' \
 		-e 's/^ +(\|.*)/\1/p' \
 		-e '/^(--- FAIL|FAIL|ok )/p'
 

@@ -39,6 +39,16 @@ type otelRecorder struct {
 	prop   propagation.TextMapPropagator // nil: otel.GetTextMapPropagator(), per RPC
 	noop   bool
 	kind   trace.SpanStartOption
+	// servers holds, per server address (a server's own, or an attempt's
+	// peer), the attributes that name it: a server sees few.
+	servers cache[*serverName]
+}
+
+// serverName names a server: its attributes, and the start option that
+// sets them.
+type serverName struct {
+	attrs []attribute.KeyValue
+	opt   trace.SpanStartOption
 }
 
 func newOTelRecorder(tp trace.TracerProvider, p propagation.TextMapPropagator, s side) *otelRecorder {
@@ -97,16 +107,24 @@ func (r *otelRecorder) forTarget(target string) any {
 	return trace.WithAttributes(attribute.String(attrServerAddress, host), attribute.Int(attrServerPort, int(port)))
 }
 
-// serverAttrs names a server by an address: server.address, and
-// server.port when the address is host:port.
-func serverAttrs(a net.Addr) []attribute.KeyValue {
+// serverAttrs returns what names a server by an address: server.address,
+// and server.port when the address is host:port, derived once per address.
+func (r *otelRecorder) serverAttrs(a net.Addr) *serverName {
 	s := a.String()
-	host, port, err := net.SplitHostPort(s)
-	if err != nil {
-		return []attribute.KeyValue{attribute.String(attrServerAddress, s)}
+	if n, ok := r.servers.lookup(s); ok {
+		return n
 	}
-	p, err := strconv.Atoi(port)
-	if err != nil {
+	attrs := addrAttrs(s)
+	return r.servers.add(s, &serverName{attrs: attrs, opt: trace.WithAttributes(attrs...)})
+}
+
+func addrAttrs(s string) []attribute.KeyValue {
+	host, port, err := "", "", error(nil)
+	if strings.IndexByte(s, ':') >= 0 { // else no host:port, and no error to allocate
+		host, port, err = net.SplitHostPort(s)
+	}
+	p, perr := strconv.Atoi(port)
+	if host == "" || err != nil || perr != nil {
 		return []attribute.KeyValue{attribute.String(attrServerAddress, s)}
 	}
 	if ip, err := netip.ParseAddr(host); err == nil {
@@ -115,12 +133,15 @@ func serverAttrs(a net.Addr) []attribute.KeyValue {
 	return []attribute.KeyValue{attribute.String(attrServerAddress, host), attribute.Int(attrServerPort, p)}
 }
 
-// otelSpan is one OpenTelemetry span.
+// otelSpan is one OpenTelemetry span. It holds the start options it gives
+// the tracer, which reads them during Start: the span is allocated anyway,
+// a slice of options of its own would be one allocation more.
 type otelSpan struct {
 	r    *otelRecorder
 	span trace.Span
 	ctx  context.Context // carrying the span, as Start returned it
 	in   incomingCarrier
+	opts [6]trace.SpanStartOption
 }
 
 func (s *otelSpan) propagator() propagation.TextMapPropagator {
@@ -160,8 +181,7 @@ func (s *otelSpan) start(ctx context.Context, name string, from spanStart) conte
 	if p, ok := from.parent.(context.Context); ok {
 		parent = p
 	}
-	opts := make([]trace.SpanStartOption, 0, 6)
-	opts = append(opts, s.r.kind)
+	opts := append(s.opts[:0], s.r.kind)
 	if o, ok := from.method.(trace.SpanStartOption); ok {
 		opts = append(opts, o)
 	}
@@ -169,7 +189,7 @@ func (s *otelSpan) start(ctx context.Context, name string, from spanStart) conte
 		opts = append(opts, o)
 	}
 	if from.local != nil {
-		opts = append(opts, trace.WithAttributes(serverAttrs(from.local)...))
+		opts = append(opts, s.r.serverAttrs(from.local).opt)
 	}
 	if untrusted, ok := from.untrusted.(context.Context); ok {
 		// A public endpoint: a new trace, linked to the caller's.
@@ -201,7 +221,7 @@ func (s *otelSpan) tag(key string, value any) {
 	}
 }
 
-func (s *otelSpan) peer(addr net.Addr) { s.span.SetAttributes(serverAttrs(addr)...) }
+func (s *otelSpan) peer(addr net.Addr) { s.span.SetAttributes(s.r.serverAttrs(addr).attrs...) }
 
 // log adds the event, its fields as attributes.
 func (s *otelSpan) log(name string, fields []field) {
@@ -222,7 +242,7 @@ func (s *otelSpan) logUntrusted(any) {}
 // outcome sets the status code attribute, and the span's status to Error,
 // with the status message, when the classifier says so.
 func (s *otelSpan) outcome(e spanEnd) {
-	s.span.SetAttributes(attribute.String(attrStatusCode, canonicalCode(e.code)))
+	s.span.SetAttributes(statusAttr(e.code)...)
 	if e.isError {
 		s.span.SetStatus(otelcodes.Error, e.message)
 	}
@@ -257,9 +277,18 @@ var canonicalCodes = [...]string{
 	codes.Unauthenticated:    "UNAUTHENTICATED",
 }
 
-func canonicalCode(c codes.Code) string {
-	if int(c) < len(canonicalCodes) {
-		return canonicalCodes[c]
+// statusAttrs are the status code attributes, made once: SetAttributes
+// copies them.
+var statusAttrs = func() (a [len(canonicalCodes)][]attribute.KeyValue) {
+	for c, name := range canonicalCodes {
+		a[c] = []attribute.KeyValue{attribute.String(attrStatusCode, name)}
 	}
-	return "CODE(" + strconv.Itoa(int(c)) + ")"
+	return a
+}()
+
+func statusAttr(c codes.Code) []attribute.KeyValue {
+	if int(c) < len(statusAttrs) {
+		return statusAttrs[c]
+	}
+	return []attribute.KeyValue{attribute.String(attrStatusCode, "CODE("+strconv.Itoa(int(c))+")")}
 }

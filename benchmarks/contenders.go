@@ -28,12 +28,14 @@ import (
 
 // Contender names, as they appear in benchmark names (impl=NAME).
 const (
-	Base           = "base"            // no instrumentation
-	GRPCTrace      = "grpctrace"       // this library's interceptors
-	GRPCTraceStats = "grpctrace-stats" // this library's stats handlers
-	OTGRPC         = "otgrpc"          // github.com/opentracing-contrib/go-grpc
-	Middleware     = "middleware"      // github.com/grpc-ecosystem/go-grpc-middleware v1 tracing/opentracing
-	OTelGRPC       = "otelgrpc"        // OpenTelemetry's otelgrpc stats handlers
+	Base               = "base"                 // no instrumentation
+	GRPCTrace          = "grpctrace"            // this library's interceptors
+	GRPCTraceStats     = "grpctrace-stats"      // this library's stats handlers
+	GRPCTraceOTel      = "grpctrace-otel"       // this library's interceptors, recording through OpenTelemetry
+	GRPCTraceOTelStats = "grpctrace-otel-stats" // this library's stats handlers, recording through OpenTelemetry
+	OTGRPC             = "otgrpc"               // github.com/opentracing-contrib/go-grpc
+	Middleware         = "middleware"           // github.com/grpc-ecosystem/go-grpc-middleware v1 tracing/opentracing
+	OTelGRPC           = "otelgrpc"             // OpenTelemetry's otelgrpc stats handlers
 )
 
 // Contender is one way of instrumenting both sides of a connection.
@@ -41,20 +43,27 @@ type Contender struct {
 	Name string
 	// Peer is true for the libraries grpctrace is compared with.
 	Peer bool
+	// OTel is true for the contenders that record through the
+	// OpenTelemetry API (the tracer's Provider and Propagator), false for
+	// those that record through OpenTracing (its OT).
+	OTel bool
 	// options returns the server and client options that instrument both
 	// sides with t; nil for the base.
 	options func(t *Tracer) ([]grpc.ServerOption, []grpc.DialOption)
 }
 
 // Contenders lists the base first, then grpctrace's interceptors and stats
-// handlers, then the peers.
+// handlers recording through OpenTracing, then the same through
+// OpenTelemetry, then the peers.
 var Contenders = []Contender{
 	{Name: Base},
 	{Name: GRPCTrace, options: grpctraceOptions},
 	{Name: GRPCTraceStats, options: grpctraceStatsOptions},
+	{Name: GRPCTraceOTel, OTel: true, options: grpctraceOTelOptions},
+	{Name: GRPCTraceOTelStats, OTel: true, options: grpctraceOTelStatsOptions},
 	{Name: OTGRPC, Peer: true, options: otgrpcOptions},
 	{Name: Middleware, Peer: true, options: middlewareOptions},
-	{Name: OTelGRPC, Peer: true, options: otelgrpcOptions},
+	{Name: OTelGRPC, Peer: true, OTel: true, options: otelgrpcOptions},
 }
 
 // Peers returns the names of the peer contenders.
@@ -66,6 +75,30 @@ func Peers() []string {
 		}
 	}
 	return names
+}
+
+// OTelPeers returns the names of the peer contenders that record through
+// the OpenTelemetry API, those grpctrace's OpenTelemetry path is compared
+// with.
+func OTelPeers() []string {
+	var names []string
+	for _, c := range Contenders {
+		if c.Peer && c.OTel {
+			names = append(names, c.Name)
+		}
+	}
+	return names
+}
+
+// IsOTel reports whether the named contender records through the
+// OpenTelemetry API.
+func IsOTel(contender string) bool {
+	for _, c := range Contenders {
+		if c.Name == contender {
+			return c.OTel
+		}
+	}
+	return false
 }
 
 func grpctraceOptions(t *Tracer) ([]grpc.ServerOption, []grpc.DialOption) {
@@ -83,6 +116,27 @@ func grpctraceStatsOptions(t *Tracer) ([]grpc.ServerOption, []grpc.DialOption) {
 	opt := grpctrace.WithTracer(t.OT)
 	return []grpc.ServerOption{grpc.StatsHandler(grpctrace.NewServerHandler(opt))},
 		[]grpc.DialOption{grpc.WithStatsHandler(grpctrace.NewClientHandler(opt))}
+}
+
+// grpctraceOTelOptions installs grpctrace's interceptors on its
+// OpenTelemetry path, with the provider and propagator otelgrpc gets.
+func grpctraceOTelOptions(t *Tracer) ([]grpc.ServerOption, []grpc.DialOption) {
+	opts := []grpctrace.Option{grpctrace.WithTracerProvider(t.Provider), grpctrace.WithPropagators(t.Propagator)}
+	return []grpc.ServerOption{
+			grpc.ChainUnaryInterceptor(grpctrace.UnaryServerInterceptor(opts...)),
+			grpc.ChainStreamInterceptor(grpctrace.StreamServerInterceptor(opts...)),
+		}, []grpc.DialOption{
+			grpc.WithChainUnaryInterceptor(grpctrace.UnaryClientInterceptor(opts...)),
+			grpc.WithChainStreamInterceptor(grpctrace.StreamClientInterceptor(opts...)),
+		}
+}
+
+// grpctraceOTelStatsOptions installs grpctrace's stats handlers on its
+// OpenTelemetry path, with the provider and propagator otelgrpc gets.
+func grpctraceOTelStatsOptions(t *Tracer) ([]grpc.ServerOption, []grpc.DialOption) {
+	opts := []grpctrace.Option{grpctrace.WithTracerProvider(t.Provider), grpctrace.WithPropagators(t.Propagator)}
+	return []grpc.ServerOption{grpc.StatsHandler(grpctrace.NewServerHandler(opts...))},
+		[]grpc.DialOption{grpc.WithStatsHandler(grpctrace.NewClientHandler(opts...))}
 }
 
 func otgrpcOptions(t *Tracer) ([]grpc.ServerOption, []grpc.DialOption) {

@@ -332,3 +332,74 @@ func TestBenchmarkNames(t *testing.T) {
 		}
 	}
 }
+
+// TestOTelContendersRecordThroughOpenTelemetry checks that each contender
+// records through the API it is said to use: the OpenTelemetry contenders
+// through the tracer's Provider, never its OpenTracing tracer, and the
+// others the other way round; and that each is measured against the floor
+// of that API.
+func TestOTelContendersRecordThroughOpenTelemetry(t *testing.T) {
+	for _, c := range instrumented() {
+		t.Run(c.Name, func(t *testing.T) {
+			tr := NewTracer(TracerMock)
+			conn, err := Connect(c, tr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			if err := conn.Unary(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			checkPair(t, waitSpans(t, tr, 2))
+			ot := len(tr.OT.(*mocktracer.MockTracer).FinishedSpans())
+			otel := len(tr.kept.ended())
+			wantFloor := FloorOpenTracing
+			if c.OTel {
+				ot, otel = otel, ot
+				wantFloor = FloorOTel
+			}
+			if ot != 2 || otel != 0 {
+				t.Errorf("OTel %v: %d spans through the API it uses, %d through the other; want 2 and 0", c.OTel, ot, otel)
+			}
+			if got := FloorOf(c.Name); got != wantFloor {
+				t.Errorf("FloorOf(%s) = %s, want %s", c.Name, got, wantFloor)
+			}
+			if IsOTel(c.Name) != c.OTel {
+				t.Errorf("IsOTel(%s) = %v", c.Name, IsOTel(c.Name))
+			}
+		})
+	}
+	if got := OTelPeers(); len(got) != 1 || got[0] != OTelGRPC {
+		t.Errorf("OTelPeers() = %v, want [%s]", got, OTelGRPC)
+	}
+}
+
+// TestOTelContendersNameSpansAlike checks that grpctrace's OpenTelemetry
+// path names its spans as otelgrpc does, so that the two are compared
+// doing the same work.
+func TestOTelContendersNameSpansAlike(t *testing.T) {
+	for _, name := range []string{GRPCTraceOTel, GRPCTraceOTelStats, OTelGRPC} {
+		t.Run(name, func(t *testing.T) {
+			var c Contender
+			for _, cc := range Contenders {
+				if cc.Name == name {
+					c = cc
+				}
+			}
+			tr := NewTracer(TracerMock)
+			conn, err := Connect(c, tr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			if err := conn.Unary(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range waitSpans(t, tr, 2) {
+				if want := strings.TrimPrefix(FloorOperation, "/"); s.operation != want {
+					t.Errorf("%s span named %q, want %q", s.kind, s.operation, want)
+				}
+			}
+		})
+	}
+}

@@ -24,7 +24,8 @@ const FloorOperation = "/grpctrace.testpb.TestService/Unary"
 //
 // Floor names, as they appear in benchmark names (impl=NAME): the floor
 // through the OpenTracing API, which the OpenTracing contenders use, and
-// through the OpenTelemetry API, which otelgrpc uses.
+// through the OpenTelemetry API, which otelgrpc and grpctrace's
+// OpenTelemetry path use.
 const (
 	FloorOpenTracing = "opentracing"
 	FloorOTel        = "otel"
@@ -50,7 +51,7 @@ func Floor(name string, t *Tracer) func() {
 // FloorOf returns the name of the floor a contender's overhead is measured
 // against: the floor of the API it uses.
 func FloorOf(contender string) string {
-	if contender == OTelGRPC {
+	if IsOTel(contender) {
 		return FloorOTel
 	}
 	return FloorOpenTracing

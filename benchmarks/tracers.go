@@ -25,26 +25,28 @@ const (
 var TracerNames = []string{TracerNoop, TracerMock, TracerBridge}
 
 // Tracer is the one tracing back end that every instrumented side of a run
-// shares. The OpenTracing contenders use OT; otelgrpc, which speaks the
-// OpenTelemetry API, uses Provider and Propagator, the closest equivalent:
+// shares. The OpenTracing contenders use OT; the OpenTelemetry ones
+// (otelgrpc, grpctrace-otel, grpctrace-otel-stats) use Provider and
+// Propagator, the closest equivalent:
 //
-//   - noop: opentracing.NoopTracer; otelgrpc gets OpenTelemetry's no-op
-//     provider.
+//   - noop: opentracing.NoopTracer; the OpenTelemetry contenders get
+//     OpenTelemetry's no-op provider.
 //   - mock: the OpenTracing mocktracer, which keeps every finished span;
-//     otelgrpc gets the OpenTelemetry SDK with a span processor that keeps
-//     every ended span in memory, the SDK's counterpart of a mock tracer.
+//     the OpenTelemetry contenders get the OpenTelemetry SDK with a span
+//     processor that keeps every ended span in memory, the SDK's
+//     counterpart of a mock tracer.
 //   - bridge: the OpenTelemetry SDK (AlwaysSample, a span processor that
 //     drops ended spans) behind the OpenTracing bridge, with the W3C trace
-//     context propagator; otelgrpc gets the same SDK provider and
-//     propagator directly.
+//     context propagator; the OpenTelemetry contenders get the same SDK
+//     provider and propagator directly.
 type Tracer struct {
 	Name       string
 	OT         opentracing.Tracer
 	Provider   trace.TracerProvider
 	Propagator propagation.TextMapPropagator
 
-	// kept is the SDK's in-memory store for otelgrpc in the mock column,
-	// dropped the bridge's dropping processor.
+	// kept is the SDK's in-memory store for the OpenTelemetry contenders
+	// in the mock column, dropped the bridge's dropping processor.
 	kept    *keepSpans
 	dropped *dropSpans
 }

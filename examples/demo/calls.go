@@ -8,6 +8,9 @@ import (
 	"strings"
 
 	"github.com/opentracing/opentracing-go"
+	"go.opentelemetry.io/otel/baggage"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -36,11 +39,15 @@ type Call struct {
 	Result string
 }
 
-// Result is what Run did.
+// Result is what Run or RunOpenTelemetry did.
 type Result struct {
-	// Root is the context of the span that parents every call.
-	Root  opentracing.SpanContext
-	Calls []Call
+	// Root is the context of the span that parents every call, when Run
+	// started it with an OpenTracing tracer; nil after RunOpenTelemetry.
+	Root opentracing.SpanContext
+	// TraceID is the trace's ID in hex, or "" when the tracer's span
+	// contexts do not tell (see TraceID).
+	TraceID string
+	Calls   []Call
 }
 
 // Run makes the demo's calls through conn, in order, under one root span
@@ -57,13 +64,47 @@ type Result struct {
 //
 // conn is expected to be traced by grpctrace with the same tracer (see
 // Dial). Run returns an error when a call did not end with the status it
-// was meant to; the calls are all made either way.
+// was meant to; the calls are all made either way, and the root span is
+// then marked as failed.
 func Run(ctx context.Context, tracer opentracing.Tracer, conn grpc.ClientConnInterface) (Result, error) {
 	root := tracer.StartSpan(RootOperation)
 	defer root.Finish()
 	root.SetBaggageItem(BaggageKey, BaggageValue)
 	ctx = opentracing.ContextWithSpan(ctx, root)
+	res := Result{Root: root.Context(), TraceID: TraceID(root.Context())}
+	var err error
+	res.Calls, err = makeCalls(ctx, conn)
+	if err != nil {
+		root.SetTag("error", true)
+	}
+	return res, err
+}
 
+// RunOpenTelemetry is Run through the OpenTelemetry API: the root span is
+// started with a tracer of tp, and the BaggageKey baggage member is set in
+// the calls' context. conn is expected to be traced by grpctrace recording
+// through OpenTelemetry with the same provider (see Options.TracerProvider).
+func RunOpenTelemetry(ctx context.Context, tp trace.TracerProvider, conn grpc.ClientConnInterface) (Result, error) {
+	member, err := baggage.NewMemberRaw(BaggageKey, BaggageValue)
+	if err != nil {
+		return Result{}, err
+	}
+	bag, err := baggage.New(member)
+	if err != nil {
+		return Result{}, err
+	}
+	ctx, root := tp.Tracer(InstrumentationName).Start(baggage.ContextWithBaggage(ctx, bag), RootOperation)
+	defer root.End()
+	res := Result{TraceID: root.SpanContext().TraceID().String()}
+	res.Calls, err = makeCalls(ctx, conn)
+	if err != nil {
+		root.SetStatus(otelcodes.Error, "")
+	}
+	return res, err
+}
+
+// makeCalls makes Run's calls with ctx, which carries the root span.
+func makeCalls(ctx context.Context, conn grpc.ClientConnInterface) ([]Call, error) {
 	client := testpb.NewTestServiceClient(conn)
 	const svc = "/grpctrace.testpb.TestService/"
 	calls := []struct {
@@ -80,20 +121,17 @@ func Run(ctx context.Context, tracer opentracing.Tracer, conn grpc.ClientConnInt
 		})},
 		{"unary-panic", svc + "Unary", codes.Internal, unary(&testpb.Request{Value: "boom", Panic: true})},
 	}
-	res := Result{Root: root.Context()}
+	var done []Call
 	var errs []error
 	for _, c := range calls {
 		out, err := c.do(ctx, client)
 		code := status.Code(err)
-		res.Calls = append(res.Calls, Call{Name: c.name, Method: c.method, Want: c.want, Code: code, Err: err, Result: out})
+		done = append(done, Call{Name: c.name, Method: c.method, Want: c.want, Code: code, Err: err, Result: out})
 		if code != c.want {
 			errs = append(errs, fmt.Errorf("%s: got %v, want %v: %v", c.name, code, c.want, err))
 		}
 	}
-	if len(errs) > 0 {
-		root.SetTag("error", true)
-	}
-	return res, errors.Join(errs...)
+	return done, errors.Join(errs...)
 }
 
 func unary(req *testpb.Request) func(context.Context, testpb.TestServiceClient) (string, error) {

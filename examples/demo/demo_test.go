@@ -11,6 +11,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/goleak"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 )
 
@@ -36,11 +37,72 @@ func hasEvent(s sdktrace.ReadOnlySpan, name string) bool {
 	return false
 }
 
-// Run over a real loopback connection, with the OpenTelemetry bridge:
+// Run over a real loopback connection, with the OpenTelemetry bridge, and
+// RunOpenTelemetry with grpctrace recording natively through OpenTelemetry:
 // one trace, the demo span at its root, a client span per call under it
 // and the server's span under each client span, with the kinds, status
 // codes, error statuses, baggage and events the calls call for.
 func TestRunTraceShape(t *testing.T) {
+	t.Run("opentracing", func(t *testing.T) { testRunTraceShape(t, false) })
+	t.Run("opentelemetry", func(t *testing.T) { testRunTraceShape(t, true) })
+}
+
+// runDemo runs the demo's calls over loopback with tracing, through
+// OpenTelemetry natively (otel) or through the bridge, and returns what
+// Run returned once the server has stopped.
+func runDemo(t *testing.T, tracing *Tracing, otel bool, target string) (Result, error) {
+	t.Helper()
+	opts := Options{Tracer: tracing.Tracer, MessageEvents: true}
+	if otel {
+		opts = Options{TracerProvider: tracing.Provider, Propagators: tracing.Propagators, MessageEvents: true}
+	}
+	var srv *grpc.Server
+	if target == "" {
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv = NewServer(opts)
+		go srv.Serve(lis)
+		target = lis.Addr().String()
+	}
+	conn, err := Dial(target, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	callCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var res Result
+	if otel {
+		res, err = RunOpenTelemetry(callCtx, tracing.Provider, conn)
+	} else {
+		res, err = Run(callCtx, tracing.Tracer, conn)
+	}
+	if srv != nil {
+		conn.Close()
+		srv.GracefulStop()
+	}
+	return res, err
+}
+
+// statusCodeOf is the gRPC status code an RPC span records, by the
+// conventions of its path.
+func statusCodeOf(t *testing.T, s sdktrace.ReadOnlySpan, otel bool) (codes.Code, bool) {
+	t.Helper()
+	if !otel {
+		v, ok := attr(s, "rpc.grpc.status_code")
+		return codes.Code(v.AsInt64()), ok && v.Type() == attribute.INT64
+	}
+	v, ok := attr(s, "rpc.response.status_code")
+	var c codes.Code
+	if !ok || v.Type() != attribute.STRING || c.UnmarshalJSON([]byte(`"`+v.AsString()+`"`)) != nil {
+		return 0, false
+	}
+	return c, true
+}
+
+func testRunTraceShape(t *testing.T, otel bool) {
 	ctx := context.Background()
 	tracing, err := NewTracing(ctx, TracingConfig{ServiceName: "demo-test", Record: true})
 	if err != nil {
@@ -48,25 +110,10 @@ func TestRunTraceShape(t *testing.T) {
 	}
 	defer tracing.Shutdown(ctx)
 
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts := Options{Tracer: tracing.Tracer, MessageEvents: true}
-	srv := NewServer(opts)
-	go srv.Serve(lis)
-	conn, err := Dial(lis.Addr().String(), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	callCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	res, err := Run(callCtx, tracing.Tracer, conn)
+	res, err := runDemo(t, tracing, otel, "")
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	conn.Close()
-	srv.GracefulStop()
 
 	wantCalls := []struct {
 		name, method string
@@ -93,7 +140,13 @@ func TestRunTraceShape(t *testing.T) {
 	if len(spans) != 13 {
 		t.Fatalf("recorded %d spans, want 13 (the demo span, 6 client, 6 server)", len(spans))
 	}
-	traceID := TraceID(res.Root)
+	traceID := res.TraceID
+	if !otel && traceID != TraceID(res.Root) {
+		t.Errorf("Result.TraceID %s, root's %s", traceID, TraceID(res.Root))
+	}
+	if otel && res.Root != nil {
+		t.Errorf("RunOpenTelemetry returned an OpenTracing root %v", res.Root)
+	}
 	byID := map[trace.SpanID]sdktrace.ReadOnlySpan{}
 	var root sdktrace.ReadOnlySpan
 	for _, s := range spans {
@@ -137,6 +190,9 @@ func TestRunTraceShape(t *testing.T) {
 	for i, c := range clients {
 		w := wantCalls[i]
 		full := "/grpctrace.testpb.TestService/" + w.method
+		if otel {
+			full = full[1:] // OpenTelemetry's name: no leading "/"
+		}
 		if c.Name() != full || c.Parent().SpanID() != root.SpanContext().SpanID() {
 			t.Errorf("client span %d: %s, parent %s; want %s under the root", i, c.Name(), c.Parent().SpanID(), full)
 		}
@@ -149,9 +205,15 @@ func TestRunTraceShape(t *testing.T) {
 			t.Errorf("%s: server span %s, want %s", w.name, s.Name(), full)
 		}
 		for side, span := range map[string]sdktrace.ReadOnlySpan{"client": c, "server": s} {
-			if v, _ := attr(span, "rpc.grpc.status_code"); v.AsInt64() != int64(w.code) || v.Type() != attribute.INT64 {
-				t.Errorf("%s %s: rpc.grpc.status_code = %v, want %d", w.name, side, v.String(), w.code)
+			if got, ok := statusCodeOf(t, span, otel); !ok || got != w.code {
+				t.Errorf("%s %s: status code %v (recorded: %v), want %v", w.name, side, got, ok, w.code)
 			}
+			if otel && span.InstrumentationScope().Name != "github.com/c2e00e20/grpctrace" {
+				t.Errorf("%s %s: scope %q, want grpctrace's own", w.name, side, span.InstrumentationScope().Name)
+			}
+		}
+		if otel && !s.Parent().IsRemote() {
+			t.Errorf("%s server: parent not remote", w.name)
 		}
 		// Clients count every non-OK code as an error; servers not
 		// NotFound, which blames the request.
@@ -179,8 +241,14 @@ func TestRunTraceShape(t *testing.T) {
 	}
 }
 
-// A call that does not end as planned makes Run fail and marks the root.
+// A call that does not end as planned makes Run (and RunOpenTelemetry)
+// fail and marks the root.
 func TestRunReportsUnexpectedOutcome(t *testing.T) {
+	t.Run("opentracing", func(t *testing.T) { testRunReportsUnexpectedOutcome(t, false) })
+	t.Run("opentelemetry", func(t *testing.T) { testRunReportsUnexpectedOutcome(t, true) })
+}
+
+func testRunReportsUnexpectedOutcome(t *testing.T, otel bool) {
 	ctx := context.Background()
 	tracing, err := NewTracing(ctx, TracingConfig{Record: true})
 	if err != nil {
@@ -193,12 +261,7 @@ func TestRunReportsUnexpectedOutcome(t *testing.T) {
 	}
 	addr := lis.Addr().String()
 	lis.Close() // nobody listens there any more
-	conn, err := Dial(addr, Options{Tracer: tracing.Tracer})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	res, err := Run(ctx, tracing.Tracer, conn)
+	res, err := runDemo(t, tracing, otel, addr)
 	if err == nil {
 		t.Fatal("Run without a server: no error")
 	}
@@ -207,10 +270,17 @@ func TestRunReportsUnexpectedOutcome(t *testing.T) {
 			t.Errorf("%s: %v, want Unavailable", c.Name, c.Code)
 		}
 	}
+	roots := 0
 	for _, s := range tracing.Spans() {
-		if s.Name() == RootOperation && s.Status().Code != otelcodes.Error {
-			t.Errorf("root span status %v, want Error", s.Status())
+		if s.Name() == RootOperation {
+			roots++
+			if s.Status().Code != otelcodes.Error {
+				t.Errorf("root span status %v, want Error", s.Status())
+			}
 		}
+	}
+	if roots != 1 {
+		t.Errorf("%d %q spans recorded, want 1", roots, RootOperation)
 	}
 }
 

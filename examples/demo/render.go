@@ -198,10 +198,8 @@ func writeTree(w io.Writer, n *node, prefix, connector string, o RenderOptions) 
 // the span's status is Error.
 func statusText(s sdktrace.ReadOnlySpan) string {
 	var parts []string
-	for _, a := range s.Attributes() {
-		if a.Key == "rpc.grpc.status_code" && a.Value.Type() == attribute.INT64 {
-			parts = append(parts, codes.Code(a.Value.AsInt64()).String())
-		}
+	if st := grpcStatus(s); st != "" {
+		parts = append(parts, st)
 	}
 	if s.Status().Code == otelcodes.Error {
 		parts = append(parts, "✗")
@@ -354,20 +352,34 @@ func padLeft(s string, n int) string {
 }
 
 // shortName labels an RPC span with its method and kind, any other span
-// with its name.
+// with its name. The method is the rpc.method attribute after its last
+// "/": OpenTracing's conventions give the method alone ("Unary"),
+// OpenTelemetry's the service too ("pkg.Service/Unary").
 func shortName(s sdktrace.ReadOnlySpan) string {
 	for _, a := range s.Attributes() {
 		if a.Key == "rpc.method" && a.Value.AsString() != "" {
-			return a.Value.AsString() + " " + s.SpanKind().String()
+			m := a.Value.AsString()
+			return m[strings.LastIndexByte(m, '/')+1:] + " " + s.SpanKind().String()
 		}
 	}
 	return s.Name()
 }
 
+// grpcStatus is the gRPC status code of an RPC span, as codes.Code names it
+// ("NotFound"), or "": the rpc.grpc.status_code number of OpenTracing's
+// conventions, or the rpc.response.status_code name of OpenTelemetry's
+// ("NOT_FOUND").
 func grpcStatus(s sdktrace.ReadOnlySpan) string {
 	for _, a := range s.Attributes() {
-		if a.Key == "rpc.grpc.status_code" && a.Value.Type() == attribute.INT64 {
+		switch {
+		case a.Key == "rpc.grpc.status_code" && a.Value.Type() == attribute.INT64:
 			return codes.Code(a.Value.AsInt64()).String()
+		case a.Key == "rpc.response.status_code" && a.Value.Type() == attribute.STRING:
+			var c codes.Code
+			if c.UnmarshalJSON([]byte(strconv.Quote(a.Value.AsString()))) == nil {
+				return c.String()
+			}
+			return a.Value.AsString()
 		}
 	}
 	return ""

@@ -110,6 +110,54 @@ Unary server  ├──────────────────┤   500
 	}
 }
 
+// Spans written with OpenTelemetry's RPC conventions, as grpctrace writes
+// them on its OpenTelemetry path: the status is the rpc.response.status_code
+// name, printed as gRPC names the code, and the waterfall labels the method
+// without its service.
+func TestRenderOpenTelemetryConventions(t *testing.T) {
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	ms := time.Millisecond
+	stubs := tracetest.SpanStubs{
+		{
+			Name: "pkg.Svc/Unary", SpanKind: trace.SpanKindClient,
+			SpanContext: sc(1, 1),
+			StartTime:   t0, EndTime: t0.Add(10 * ms),
+			Attributes: []attribute.KeyValue{
+				attribute.String("rpc.method", "pkg.Svc/Unary"), attribute.String("rpc.response.status_code", "NOT_FOUND"),
+			},
+			Status: sdktrace.Status{Code: otelcodes.Error, Description: "no such record"},
+		},
+		{
+			Name: "pkg.Svc/Unary", SpanKind: trace.SpanKindServer,
+			SpanContext: sc(1, 2), Parent: sc(1, 1).WithRemote(true),
+			StartTime: t0.Add(5 * ms), EndTime: t0.Add(10 * ms),
+			Attributes: []attribute.KeyValue{
+				attribute.String("rpc.method", "pkg.Svc/Unary"), attribute.String("rpc.response.status_code", "NO_SUCH_CODE"),
+			},
+		},
+	}
+	var out strings.Builder
+	if err := Render(&out, stubs.Snapshots(), RenderOptions{Width: 20}); err != nil {
+		t.Fatal(err)
+	}
+	want := `trace 00000000000000000000000000000001: 2 spans, 10ms
+
+pkg.Svc/Unary (client) 10ms NotFound ✗ no such record
+│ rpc.method=pkg.Svc/Unary rpc.response.status_code=NOT_FOUND
+└─ pkg.Svc/Unary (server) 5ms NO_SUCH_CODE
+     rpc.method=pkg.Svc/Unary rpc.response.status_code=NO_SUCH_CODE
+
+waterfall: 10ms in 20 columns, 500µs each
+                0         5ms
+Unary client    ├──────────────────✗    10ms NotFound
+  Unary server            ├────────┤     5ms NO_SUCH_CODE
+├─┤ span, from start to end   • log event   ✗ ended in error
+`
+	if diff := cmp.Diff(want, out.String()); diff != "" {
+		t.Errorf("Render (-want +got):\n%s", diff)
+	}
+}
+
 func TestRenderCutsLongValues(t *testing.T) {
 	stubs := tracetest.SpanStubs{{
 		Name: "op", SpanContext: sc(1, 1),

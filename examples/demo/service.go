@@ -1,9 +1,9 @@
 // Package demo is grpctrace's runnable demo as a library: a traced gRPC
 // server and client for the test service, the calls the demo makes (every
 // RPC shape, a failure and a panic, under one parent span), an
-// OpenTelemetry SDK tracer behind the OpenTracing bridge that records in
-// memory and exports over OTLP, and a terminal rendering of the recorded
-// traces as trees and waterfalls.
+// OpenTelemetry SDK tracer, behind the OpenTracing bridge or used natively,
+// that records in memory and exports over OTLP, and a terminal rendering of
+// the recorded traces as trees and waterfalls.
 //
 // The command in ../cmd/demo puts these together; the end-to-end tests use
 // them with other tracers.
@@ -17,6 +17,10 @@ import (
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"github.com/opentracing/opentracing-go"
 	otlog "github.com/opentracing/opentracing-go/log"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/baggage"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -41,8 +45,14 @@ const EventPanicRecovered = "panic recovered"
 
 // Options configure the grpctrace interceptors of a demo server or client.
 type Options struct {
-	// Tracer records the spans. Nil means opentracing.GlobalTracer().
+	// Tracer records the spans through OpenTracing. Nil means
+	// opentracing.GlobalTracer(). It is not used with TracerProvider.
 	Tracer opentracing.Tracer
+	// TracerProvider, if not nil, makes grpctrace record natively through
+	// OpenTelemetry (WithTracerProvider), propagating with Propagators
+	// (WithPropagators; nil means otel.GetTextMapPropagator()).
+	TracerProvider trace.TracerProvider
+	Propagators    propagation.TextMapPropagator
 	// MessageEvents logs an event per stream message (WithMessageEvents).
 	MessageEvents bool
 	// Payloads logs the request and response messages (WithPayloadLogging).
@@ -53,6 +63,9 @@ func (o Options) grpctrace() []grpctrace.Option {
 	var opts []grpctrace.Option
 	if o.Tracer != nil {
 		opts = append(opts, grpctrace.WithTracer(o.Tracer))
+	}
+	if o.TracerProvider != nil {
+		opts = append(opts, grpctrace.WithTracerProvider(o.TracerProvider), grpctrace.WithPropagators(o.Propagators))
 	}
 	if o.MessageEvents {
 		opts = append(opts, grpctrace.WithMessageEvents())
@@ -86,7 +99,8 @@ func NewServer(o Options, extra ...grpc.ServerOption) *grpc.Server {
 }
 
 // recoverPanic turns a handler's panic into an Internal error, after
-// logging it, with the stack, on the RPC's span.
+// logging it, with the stack, on the RPC's span: the OpenTracing span in
+// ctx, or else the OpenTelemetry one.
 func recoverPanic(ctx context.Context, p any) error {
 	if span := opentracing.SpanFromContext(ctx); span != nil {
 		span.LogFields(
@@ -94,6 +108,11 @@ func recoverPanic(ctx context.Context, p any) error {
 			otlog.String("panic", fmt.Sprint(p)),
 			otlog.String("stack", string(debug.Stack())),
 		)
+	} else {
+		trace.SpanFromContext(ctx).AddEvent(EventPanicRecovered, trace.WithAttributes(
+			attribute.String("panic", fmt.Sprint(p)),
+			attribute.String("stack", string(debug.Stack())),
+		))
 	}
 	return status.Errorf(codes.Internal, "panic: %v", p)
 }
@@ -110,21 +129,25 @@ func Dial(target string, o Options, extra ...grpc.DialOption) (*grpc.ClientConn,
 }
 
 // Service is the test service with handlers that, before doing what the
-// request asks, read the BaggageKey baggage item from their span and tag
-// the span with it: proof that baggage set on the client reached the
-// handler.
+// request asks, read the BaggageKey baggage item from their span (or, on
+// the OpenTelemetry path, from their context) and tag the span with it:
+// proof that baggage set on the client reached the handler.
 type Service struct {
 	*testpb.Server
 }
 
-// noteBaggage tags the span in ctx with the baggage the client sent.
+// noteBaggage tags the span in ctx with the baggage the client sent: the
+// OpenTracing span's baggage item, or, without an OpenTracing span, the
+// OpenTelemetry baggage in ctx on the OpenTelemetry span.
 func noteBaggage(ctx context.Context) {
-	span := opentracing.SpanFromContext(ctx)
-	if span == nil {
+	if span := opentracing.SpanFromContext(ctx); span != nil {
+		if v := span.BaggageItem(BaggageKey); v != "" {
+			span.SetTag(BaggageTag, v)
+		}
 		return
 	}
-	if v := span.BaggageItem(BaggageKey); v != "" {
-		span.SetTag(BaggageTag, v)
+	if v := baggage.FromContext(ctx).Member(BaggageKey).Value(); v != "" {
+		trace.SpanFromContext(ctx).SetAttributes(attribute.String(BaggageTag, v))
 	}
 }
 

@@ -37,24 +37,31 @@ type TracingConfig struct {
 	Exporter sdktrace.SpanExporter
 }
 
-// Tracing is the OpenTelemetry SDK behind the OpenTracing bridge: what
-// grpctrace records through Tracer are OpenTelemetry spans, kept in memory
-// and/or exported.
+// Tracing is the OpenTelemetry SDK, also behind the OpenTracing bridge:
+// what grpctrace records, through Tracer (OpenTracing) or natively through
+// Provider and Propagators (OpenTelemetry), are OpenTelemetry spans, kept in
+// memory and/or exported.
 type Tracing struct {
 	// Tracer is the OpenTracing tracer to give grpctrace.
 	Tracer opentracing.Tracer
 	// OTel is the OpenTelemetry view of the same tracer: spans started
 	// with either API nest in the other's.
 	OTel trace.TracerProvider
-	// Provider is the SDK's tracer provider.
+	// Provider is the SDK's tracer provider, for grpctrace to record
+	// through natively (grpctrace.WithTracerProvider).
 	Provider *sdktrace.TracerProvider
+	// Propagators are the W3C trace context and W3C baggage, which the
+	// bridge propagates with, for the native path
+	// (grpctrace.WithPropagators).
+	Propagators propagation.TextMapPropagator
 
 	recorder *tracetest.SpanRecorder
 }
 
 // NewTracing sets up an OpenTelemetry SDK tracer provider with the
 // configured processors and bridges it to OpenTracing. The bridge
-// propagates the W3C trace context and W3C baggage. Nothing global is set.
+// propagates the W3C trace context and W3C baggage, the Propagators. Nothing
+// global is set.
 func NewTracing(ctx context.Context, cfg TracingConfig) (*Tracing, error) {
 	name := cfg.ServiceName
 	if name == "" {
@@ -78,7 +85,7 @@ func NewTracing(ctx context.Context, cfg TracingConfig) (*Tracing, error) {
 		sdktrace.WithResource(res),
 		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.AlwaysSample())),
 	}
-	t := &Tracing{}
+	t := &Tracing{Propagators: propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})}
 	if cfg.Record {
 		t.recorder = tracetest.NewSpanRecorder()
 		opts = append(opts, sdktrace.WithSpanProcessor(t.recorder))
@@ -88,7 +95,7 @@ func NewTracing(ctx context.Context, cfg TracingConfig) (*Tracing, error) {
 	}
 	t.Provider = sdktrace.NewTracerProvider(opts...)
 	bridge, wrapped := otbridge.NewTracerPair(t.Provider.Tracer(InstrumentationName))
-	bridge.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
+	bridge.SetTextMapPropagator(t.Propagators)
 	bridge.SetWarningHandler(func(msg string) {
 		fmt.Fprint(os.Stderr, "opentracing bridge: ", msg)
 	})

@@ -275,6 +275,12 @@ func runBenchstat(command string, input []byte) ([]benchstatRun, error) {
 	}
 	impls := []string{benchmarks.Base, benchmarks.GRPCTrace}
 	impls = append(impls, benchmarks.Peers()...)
+	otelImpls := benchmarks.OTelPeers()
+	for _, c := range benchmarks.Contenders {
+		if !c.Peer && c.OTel {
+			otelImpls = append(otelImpls, c.Name)
+		}
+	}
 	views := []benchstatRun{
 		{
 			title: "every contender against the base",
@@ -283,6 +289,10 @@ func runBenchstat(command string, input []byte) ([]benchstatRun, error) {
 		{
 			title: "every peer against grpctrace",
 			args:  fmt.Sprintf("-row .name,/tracer -col /impl@(%s)", strings.Join(impls[1:], " ")),
+		},
+		{
+			title: "grpctrace's OpenTelemetry path against otelgrpc",
+			args:  fmt.Sprintf("-row .name,/tracer -col /impl@(%s)", strings.Join(otelImpls, " ")),
 		},
 		{
 			title: "the floors",

@@ -121,21 +121,23 @@ func (r *report) markdown() []byte {
 	p("**base** is gRPC without instrumentation; **overhead** is a contender's median above the base's. ")
 	p("The **floor** is the tracer alone doing what one traced RPC needs, without gRPC: a client span with its kind, ")
 	p("its span context injected into fresh metadata, extracted, a server child span with its kind, two finishes (`benchmarks/floor.go`). ")
-	p("The OpenTracing contenders are measured against the floor through the OpenTracing API, otelgrpc against the floor through the OpenTelemetry API. ")
+	p("The OpenTracing contenders are measured against the floor through the OpenTracing API; the OpenTelemetry contenders (grpctrace-otel, grpctrace-otel-stats, otelgrpc) against the floor through the OpenTelemetry API. ")
 	p("There is no floor per stream message: a tracer has nothing to do per message.\n\n")
 	p("Tracers, one instance shared by both sides of a run:\n\n")
-	p("- **noop**: `opentracing.NoopTracer`; otelgrpc gets OpenTelemetry's no-op tracer provider.\n")
-	p("- **mock**: the OpenTracing `mocktracer`, reset every %d RPCs; otelgrpc gets the OpenTelemetry SDK with a span processor that keeps ended spans in memory, reset alike (OpenTelemetry has no mocktracer).\n", benchmarks.ResetEvery)
-	p("- **bridge**: the OpenTelemetry SDK (AlwaysSample, a span processor that drops spans) behind `go.opentelemetry.io/otel/bridge/opentracing` with the W3C trace context propagator; otelgrpc gets the same SDK provider and propagator directly. This is the column where every contender drives the very same SDK.\n\n")
+	p("- **noop**: `opentracing.NoopTracer`; the OpenTelemetry contenders get OpenTelemetry's no-op tracer provider.\n")
+	p("- **mock**: the OpenTracing `mocktracer`, reset every %d RPCs; the OpenTelemetry contenders get the OpenTelemetry SDK with a span processor that keeps ended spans in memory, reset alike (OpenTelemetry has no mocktracer).\n", benchmarks.ResetEvery)
+	p("- **bridge**: the OpenTelemetry SDK (AlwaysSample, a span processor that drops spans) behind `go.opentelemetry.io/otel/bridge/opentracing` with the W3C trace context propagator; the OpenTelemetry contenders get the same SDK provider and propagator directly. This is the column where every contender drives the very same SDK.\n\n")
 	p("Numbers are medians over the rounds. These machines are noisy (±15%% in time on the base alone): trust allocations and bytes first. ")
 	p("**A time difference is called real only when it is consistent across rounds**, i.e. has the same sign in every one of the %d rounds; ", r.cfg.rounds)
 	p("a time marked `~` is not (its sign changed from round to round) and is noise as far as this run can tell. ")
 	p("Even so, two contenders that cost the same come out in the same order in all %d rounds by chance %.1f%% of the time; ", r.cfg.rounds, 100*math.Pow(0.5, float64(r.cfg.rounds-1)))
 	p("with dozens of pairs compared below, expect a few such flukes, most visibly in the per-message case, where grpctrace's interceptors do no work at all.\n\n")
-	p("`grpctrace` is the library's interceptors, `grpctrace-stats` its stats handlers (`NewServerHandler`, `NewClientHandler`). ")
+	p("`grpctrace` is the library's interceptors, `grpctrace-stats` its stats handlers (`NewServerHandler`, `NewClientHandler`), both recording through OpenTracing; ")
+	p("`grpctrace-otel` and `grpctrace-otel-stats` are the same recording natively through OpenTelemetry (`WithTracerProvider` and `WithPropagators` with otelgrpc's provider and propagator), ")
+	p("and are compared with otelgrpc, the peer on the same API. ")
 	p("Once any stats handler is installed, gRPC itself allocates the events it hands to it (Begin, the headers with copies of the metadata, ")
-	p("a payload event per message, End) before the handler does anything: that is what the stats-handler contenders (grpctrace-stats, otelgrpc) ")
-	p("pay above the interceptors under the NoopTracer, and their 4 allocations per stream message.\n\n")
+	p("a payload event per message, End) before the handler does anything: that is what the stats-handler contenders (grpctrace-stats, grpctrace-otel-stats, otelgrpc) ")
+	p("pay above the interceptors under the no-op tracers, and their 4 allocations per stream message.\n\n")
 
 	r.headline(p)
 	r.targets(p)
@@ -186,7 +188,7 @@ func instrumented() []string {
 }
 
 // ours lists grpctrace's contenders: its interceptors, then its stats
-// handlers.
+// handlers, through OpenTracing, then through OpenTelemetry.
 func ours() []string {
 	var names []string
 	for _, c := range benchmarks.Contenders {
@@ -195,6 +197,36 @@ func ours() []string {
 		}
 	}
 	return names
+}
+
+// oursOn lists grpctrace's contenders recording through OpenTelemetry
+// (otel) or through OpenTracing.
+func oursOn(otel bool) []string {
+	var names []string
+	for _, g := range ours() {
+		if benchmarks.IsOTel(g) == otel {
+			names = append(names, g)
+		}
+	}
+	return names
+}
+
+// rivals lists the peers one of grpctrace's contenders is compared with:
+// every peer for the OpenTracing path, the peers on the same API for the
+// OpenTelemetry path.
+func rivals(impl string) []string {
+	if benchmarks.IsOTel(impl) {
+		return benchmarks.OTelPeers()
+	}
+	return benchmarks.Peers()
+}
+
+// rivalsTitle names rivals(impl) in a table: "best peer", or the one peer.
+func rivalsTitle(impl string) string {
+	if rs := rivals(impl); len(rs) == 1 {
+		return rs[0]
+	}
+	return "best peer"
 }
 
 func isOurs(impl string) bool { return slices.Contains(ours(), impl) }
@@ -251,11 +283,11 @@ func (r *report) headline(p func(string, ...any)) {
 			p("\n")
 		}
 		for _, impl := range ours() {
-			p("| %s ÷ best peer |", impl)
+			p("| %s ÷ %s |", impl, rivalsTitle(impl))
 			for _, t := range benchmarks.TracerNames {
 				g := benchmarks.Benchmark{Case: cs, Impl: impl, Tracer: t}
 				best, noisy := math.Inf(1), !r.consistent(g, base(cs))
-				for _, peer := range benchmarks.Peers() {
+				for _, peer := range rivals(impl) {
 					pb := benchmarks.Benchmark{Case: cs, Impl: peer, Tracer: t}
 					if o := r.overhead(pb, v.m); o < best {
 						best, noisy = o, !r.consistent(g, base(cs)) || !r.consistent(pb, base(cs))
@@ -280,11 +312,63 @@ func apiTitle(floor string) string {
 	return "OpenTracing"
 }
 
-// targets checks grpctrace's targets, for its interceptors and for its
-// stats handlers: per unary RPC above base, allocations below every peer's
-// with every tracer and bytes below every peer's; per stream message, no
-// allocation; time no worse than a peer's where the difference is
-// consistent.
+// otelAllocsAboveFloor is how many allocations per unary RPC grpctrace's
+// OpenTelemetry interceptors may add above the OpenTelemetry floor.
+const otelAllocsAboveFloor = 8
+
+// target is what one of grpctrace's contenders is held to.
+type target struct {
+	// allocsVs lists the peers whose allocations above base per unary RPC
+	// the contender's must be below; when empty, they must be at most the
+	// floor's plus allocsAboveFloor.
+	allocsVs         []string
+	allocsAboveFloor float64
+	// bytesVs lists the peers whose bytes above base per unary RPC the
+	// contender's must be below.
+	bytesVs []string
+	// perMessage: no allocation above base per stream message.
+	perMessage bool
+	// timeVs lists the peers whose time the contender's must be no worse
+	// than, in every case, where the difference is consistent.
+	timeVs []string
+}
+
+// targetOf is the target of one of grpctrace's contenders. Through
+// OpenTracing, interceptors and stats handlers alike: per unary RPC above
+// base, allocations and bytes below every peer's with every tracer; per
+// stream message, no allocation; time no worse than any peer's where the
+// difference is consistent. Through OpenTelemetry, against otelgrpc: the
+// interceptors at most the OpenTelemetry floor plus otelAllocsAboveFloor
+// allocations per unary RPC, bytes below otelgrpc's, no allocation per
+// stream message; the stats handlers allocations and bytes below
+// otelgrpc's; both, time no worse than otelgrpc's where consistent.
+func targetOf(impl string) target {
+	switch impl {
+	case benchmarks.GRPCTraceOTel:
+		peers := benchmarks.OTelPeers()
+		return target{allocsAboveFloor: otelAllocsAboveFloor, bytesVs: peers, perMessage: true, timeVs: peers}
+	case benchmarks.GRPCTraceOTelStats:
+		peers := benchmarks.OTelPeers()
+		return target{allocsVs: peers, bytesVs: peers, timeVs: peers}
+	}
+	peers := benchmarks.Peers()
+	return target{allocsVs: peers, bytesVs: peers, perMessage: true, timeVs: peers}
+}
+
+// peersPhrase names peers in a sentence, possessive: "every peer's" for
+// all of them, "otelgrpc's" for one.
+func peersPhrase(peers []string) string {
+	if slices.Equal(peers, benchmarks.Peers()) {
+		return "every peer's"
+	}
+	if len(peers) == 1 {
+		return peers[0] + "'s"
+	}
+	return "the peers' (" + strings.Join(peers, ", ") + ")"
+}
+
+// targets checks each of grpctrace's contenders against its target (see
+// targetOf).
 func (r *report) targets(p func(string, ...any)) {
 	p("## Targets for grpctrace\n\n")
 	verdict := func(ok bool) string {
@@ -296,45 +380,68 @@ func (r *report) targets(p func(string, ...any)) {
 	unary := func(impl, tracer string) benchmarks.Benchmark {
 		return benchmarks.Benchmark{Case: benchmarks.CaseUnary, Impl: impl, Tracer: tracer}
 	}
-	for _, g := range ours() {
-		p("`%s`:\n\n", g)
-		for _, m := range []struct {
-			what string
-			of   func(result) float64
-			f    func(float64) string
-		}{{"allocations", allocsOf, fmtCount}, {"bytes", bytesOf, fmtBytes}} {
-			for _, t := range benchmarks.TracerNames {
-				b := unary(g, t)
-				if !r.has(b) {
-					continue
-				}
-				got := r.overhead(b, m.of)
-				var above []string
-				for _, peer := range benchmarks.Peers() {
-					if pb := r.overhead(unary(peer, t), m.of); got >= pb {
-						above = append(above, fmt.Sprintf("%s %s", peer, signed(pb, m.f)))
-					}
-				}
-				detail := "below every peer"
-				if len(above) > 0 {
-					detail = "not below " + strings.Join(above, ", ")
-				}
-				p("- %s, %s above base per unary RPC below every peer's: %s (%s; %s).\n", t, m.what, verdict(len(above) == 0), signed(got, m.f), detail)
+	// below reports on b's m above base against each of peers'.
+	below := func(b benchmarks.Benchmark, what string, of metric, f func(float64) string, peers []string) {
+		got := r.overhead(b, of)
+		var above, all []string
+		for _, peer := range peers {
+			pb := r.overhead(unary(peer, b.Tracer), of)
+			all = append(all, fmt.Sprintf("%s %s", peer, signed(pb, f)))
+			if got >= pb || math.IsNaN(pb) {
+				above = append(above, fmt.Sprintf("%s %s", peer, signed(pb, f)))
 			}
 		}
-		var perMsg []string
-		okMsg := true
+		detail := "below every peer"
+		switch {
+		case len(peers) == 1:
+			detail = strings.Join(all, ", ")
+		case len(above) > 0:
+			detail = "not below " + strings.Join(above, ", ")
+		}
+		p("- %s, %s above base per unary RPC below %s: %s (%s; %s).\n", b.Tracer, what, peersPhrase(peers), verdict(len(above) == 0), signed(got, f), detail)
+	}
+	for _, g := range ours() {
+		tg := targetOf(g)
+		p("`%s`:\n\n", g)
 		for _, t := range benchmarks.TracerNames {
-			b := benchmarks.Benchmark{Case: benchmarks.CaseBidiMessage, Impl: g, Tracer: t}
+			b := unary(g, t)
 			if !r.has(b) {
 				continue
 			}
+			if len(tg.allocsVs) > 0 {
+				below(b, "allocations", allocsOf, fmtCount, tg.allocsVs)
+				continue
+			}
 			got := r.overhead(b, allocsOf)
-			okMsg = okMsg && got <= 0
-			perMsg = append(perMsg, fmt.Sprintf("%s %s", t, signed(got, fmtCount)))
+			what := fmt.Sprintf("%s, allocations above base per unary RPC at most the %s floor + %s", t, apiTitle(benchmarks.FloorOf(g)), fmtCount(tg.allocsAboveFloor))
+			fb := floorFor(g, t)
+			if !r.has(fb) {
+				p("- %s: not checked, the floor was not measured (%s).\n", what, signed(got, fmtCount))
+				continue
+			}
+			limit := r.median(fb, allocsOf) + tg.allocsAboveFloor
+			p("- %s: %s (%s; floor %s, so at most %s).\n", what, verdict(got <= limit), signed(got, fmtCount), fmtCount(r.median(fb, allocsOf)), fmtCount(limit))
 		}
-		if len(perMsg) > 0 {
-			p("- Per stream message, message events off, zero allocations above base: %s (%s).\n", verdict(okMsg), strings.Join(perMsg, ", "))
+		for _, t := range benchmarks.TracerNames {
+			if b := unary(g, t); r.has(b) {
+				below(b, "bytes", bytesOf, fmtBytes, tg.bytesVs)
+			}
+		}
+		if tg.perMessage {
+			var perMsg []string
+			okMsg := true
+			for _, t := range benchmarks.TracerNames {
+				b := benchmarks.Benchmark{Case: benchmarks.CaseBidiMessage, Impl: g, Tracer: t}
+				if !r.has(b) {
+					continue
+				}
+				got := r.overhead(b, allocsOf)
+				okMsg = okMsg && got <= 0
+				perMsg = append(perMsg, fmt.Sprintf("%s %s", t, signed(got, fmtCount)))
+			}
+			if len(perMsg) > 0 {
+				p("- Per stream message, message events off, zero allocations above base: %s (%s).\n", verdict(okMsg), strings.Join(perMsg, ", "))
+			}
 		}
 		var slower, faster []string
 		for _, cs := range benchmarks.RPCCases {
@@ -343,7 +450,7 @@ func (r *report) targets(p func(string, ...any)) {
 				if !r.has(gb) {
 					continue
 				}
-				for _, peer := range benchmarks.Peers() {
+				for _, peer := range tg.timeVs {
 					pb := benchmarks.Benchmark{Case: cs, Impl: peer, Tracer: t}
 					if !r.has(pb) || !r.consistent(gb, pb) {
 						continue
@@ -357,14 +464,18 @@ func (r *report) targets(p func(string, ...any)) {
 				}
 			}
 		}
-		p("- Time no worse than any peer where the difference is consistent across rounds: %s. ", verdict(len(slower) == 0))
+		anyPeer, withPeer := "any peer", "a peer"
+		if len(tg.timeVs) == 1 {
+			anyPeer, withPeer = tg.timeVs[0]+"'s", tg.timeVs[0]
+		}
+		p("- Time no worse than %s where the difference is consistent across rounds: %s. ", anyPeer, verdict(len(slower) == 0))
 		if len(slower) > 0 {
 			p("Slower in every round: %s. ", strings.Join(slower, "; "))
 		}
 		if len(faster) > 0 {
 			p("Faster in every round: %s. ", strings.Join(faster, "; "))
 		}
-		p("Every other time difference with a peer changed sign between rounds: noise.\n\n")
+		p("Every other time difference with %s changed sign between rounds: noise.\n\n", withPeer)
 	}
 }
 
@@ -420,21 +531,34 @@ func (r *report) caseTable(p func(string, ...any), cs string) {
 	}
 	p("\n")
 
-	p("grpctrace's overhead ÷ each peer's (below 1: grpctrace adds less; `—`: the peer adds nothing measurable to divide by), ")
-	p("and whether grpctrace's time is below the peer's in every round:\n\n")
+	r.versusPeers(p, cs, oursOn(false), benchmarks.Peers(),
+		"grpctrace's overhead ÷ each peer's (below 1: grpctrace adds less; `—`: the peer adds nothing measurable to divide by), "+
+			"and whether grpctrace's time is below the peer's in every round:")
+	r.versusPeers(p, cs, oursOn(true), benchmarks.OTelPeers(),
+		"The same for grpctrace's OpenTelemetry path, against the peer on the same API:")
+}
+
+// versusPeers writes the table of gs' overheads ÷ each of peers', in case
+// cs, after intro.
+func (r *report) versusPeers(p func(string, ...any), cs string, gs, peers []string, intro string) {
+	if len(gs) == 0 || len(peers) == 0 {
+		return
+	}
+	bb := base(cs)
+	p("%s\n\n", intro)
 	p("| tracer | peer |")
-	for _, g := range ours() {
+	for _, g := range gs {
 		p(" %s: allocs | bytes | time | time, round by round |", g)
 	}
-	p("\n|---|---|%s\n", strings.Repeat("---|---|---|---|", len(ours())))
+	p("\n|---|---|%s\n", strings.Repeat("---|---|---|---|", len(gs)))
 	for _, t := range benchmarks.TracerNames {
-		for _, peer := range benchmarks.Peers() {
+		for _, peer := range peers {
 			pb := benchmarks.Benchmark{Case: cs, Impl: peer, Tracer: t}
 			if !r.has(pb) {
 				continue
 			}
 			p("| %s | %s |", t, peer)
-			for _, g := range ours() {
+			for _, g := range gs {
 				gb := benchmarks.Benchmark{Case: cs, Impl: g, Tracer: t}
 				if !r.has(gb) {
 					p(" | | | |")

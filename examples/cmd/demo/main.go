@@ -2,8 +2,9 @@
 // client traced by grpctrace, makes one call of every RPC shape, one that
 // fails and one whose handler panics, all under one parent span, and prints
 // the trace as an indented tree and as a waterfall. The tracer is the
-// OpenTelemetry SDK behind the OpenTracing bridge, recording in memory and,
-// when asked, exporting over OTLP.
+// OpenTelemetry SDK, recording in memory and, when asked, exporting over
+// OTLP; grpctrace records through the OpenTracing bridge to it, or, with
+// -api opentelemetry, natively through the OpenTelemetry API.
 //
 // Run it with `make demo`, or `go run ./cmd/demo -h` in examples/ for its
 // flags.
@@ -45,6 +46,12 @@ func main() {
 // errUsage is returned for bad flags, once the problem has been reported.
 var errUsage = errors.New("usage")
 
+// The values of -api.
+const (
+	apiOpenTracing   = "opentracing"
+	apiOpenTelemetry = "opentelemetry"
+)
+
 const usageText = `Usage: demo [flags]
 
 Runs a gRPC server and client traced by grpctrace (with go-grpc-middleware's
@@ -52,10 +59,13 @@ recovery interceptor), makes a unary, a server-streaming, a client-streaming
 and a bidi call, one call that fails and one whose handler panics, all under
 one parent span, and prints each trace as a tree and as a waterfall.
 
-The tracer is the OpenTelemetry SDK behind the OpenTracing bridge, keeping
-spans in memory to print them; with -otlp, or OTEL_EXPORTER_OTLP_ENDPOINT, it
-also exports them over OTLP to a collector (Jaeger, the OpenTelemetry
-Collector, ...).
+The tracer is the OpenTelemetry SDK, keeping spans in memory to print them;
+with -otlp, or OTEL_EXPORTER_OTLP_ENDPOINT, it also exports them over OTLP to
+a collector (Jaeger, the OpenTelemetry Collector, ...). grpctrace records
+through the OpenTracing bridge to it (-api opentracing, the default), or
+natively through the OpenTelemetry API (-api opentelemetry). Either way the
+W3C trace context and W3C baggage travel in the metadata, so a server and a
+client each run with either API join one trace.
 
 Modes:
   -mode=all     server and client in this process, over TCP on loopback
@@ -82,6 +92,8 @@ Environment:
 
 Examples:
   demo                                  print the trace
+  demo -api opentelemetry               the same, grpctrace recording natively
+                                        through OpenTelemetry
   demo -otlp 127.0.0.1:4317             print it and export it over OTLP/gRPC
   demo -print=false -otlp http://127.0.0.1:4318 -otlp-protocol http/protobuf
   demo -mode=server -listen 127.0.0.1:50051 &
@@ -89,7 +101,7 @@ Examples:
 `
 
 type config struct {
-	mode, listen, target       string
+	mode, listen, target, api  string
 	otlp, protocol, service    string
 	print, events, payloads    bool
 	width                      int
@@ -107,6 +119,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		fmt.Fprint(fs.Output(), envText)
 	}
 	fs.StringVar(&c.mode, "mode", "all", "run `mode`: all, server or client (see Modes)")
+	fs.StringVar(&c.api, "api", apiOpenTracing, "the tracing `API` grpctrace records through: opentracing (the OpenTelemetry SDK\nbehind the OpenTracing bridge) or opentelemetry (the same SDK, natively)")
 	fs.StringVar(&c.listen, "listen", "", "`address` to serve on (default 127.0.0.1:0 with -mode=all, a free port;\n127.0.0.1:50051 with -mode=server)")
 	fs.StringVar(&c.target, "target", "127.0.0.1:50051", "gRPC `target` the client calls with -mode=client")
 	fs.StringVar(&c.otlp, "otlp", "", "export the spans over OTLP to this collector `endpoint`: host:port (plain text),\nhttp://host:port or https://host:port (TLS); default: OTEL_EXPORTER_OTLP_ENDPOINT,\nand no export when neither is set")
@@ -148,6 +161,14 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	default:
 		return bad("-mode=%q: want all, server or client", c.mode)
 	}
+	tracer := "OpenTelemetry SDK behind the OpenTracing bridge"
+	switch c.api {
+	case apiOpenTracing:
+	case apiOpenTelemetry:
+		tracer = "OpenTelemetry SDK, recorded natively through the OpenTelemetry API"
+	default:
+		return bad("-api=%q: want %s or %s", c.api, apiOpenTracing, apiOpenTelemetry)
+	}
 	if c.service == "" {
 		c.service = os.Getenv("OTEL_SERVICE_NAME")
 	}
@@ -170,7 +191,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if c.exportDescription != "" {
 		dest = append(dest, c.exportDescription)
 	}
-	c.tracing = fmt.Sprintf("OpenTelemetry SDK behind the OpenTracing bridge, service %s, spans %s", c.service, strings.Join(dest, " and "))
+	c.tracing = fmt.Sprintf("%s, service %s, spans %s", tracer, c.service, strings.Join(dest, " and "))
 	if c.width < 10 {
 		return bad("-width=%d: want 10 or more", c.width)
 	}
@@ -219,6 +240,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	}()
 
 	opts := demo.Options{Tracer: tracing.Tracer, MessageEvents: c.events, Payloads: c.payloads}
+	if c.api == apiOpenTelemetry {
+		opts.Tracer = nil
+		opts.TracerProvider, opts.Propagators = tracing.Provider, tracing.Propagators
+	}
 	switch c.mode {
 	case "server":
 		return serve(ctx, c, opts, stdout)
@@ -281,8 +306,13 @@ func call(ctx context.Context, c config, opts demo.Options, target string, stdou
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	res, err := demo.Run(ctx, opts.Tracer, conn)
-	fmt.Fprintf(stdout, "\ntrace id: %s\n", demo.TraceID(res.Root))
+	var res demo.Result
+	if opts.TracerProvider != nil {
+		res, err = demo.RunOpenTelemetry(ctx, opts.TracerProvider, conn)
+	} else {
+		res, err = demo.Run(ctx, opts.Tracer, conn)
+	}
+	fmt.Fprintf(stdout, "\ntrace id: %s\n", res.TraceID)
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	for _, call := range res.Calls {
 		outcome := call.Result

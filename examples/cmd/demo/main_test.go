@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"go.uber.org/goleak"
@@ -121,9 +123,20 @@ func TestRunAll(t *testing.T) {
 			t.Errorf("output does not match %s", re)
 		}
 	}
-	// One waterfall row per span: the demo span, then client and server
-	// rows in call order, indented under it.
-	rows := regexp.MustCompile(`(?m)^( *)(\S+(?: client| server)?) +([├│✗].*)$`).FindAllStringSubmatch(out[strings.Index(out, "\nwaterfall: "):], -1)
+	checkWaterfall(t, out)
+}
+
+// checkWaterfall checks the waterfall of a run in one process: one row
+// per span, the demo span, then client and server rows in call order,
+// indented under it.
+func checkWaterfall(t *testing.T, out string) {
+	t.Helper()
+	at := strings.Index(out, "\nwaterfall: ")
+	if at < 0 {
+		t.Errorf("no waterfall in the output:\n%s", out)
+		return
+	}
+	rows := regexp.MustCompile(`(?m)^( *)(\S+(?: client| server)?) +([├│✗].*)$`).FindAllStringSubmatch(out[at:], -1)
 	var got []string
 	for _, r := range rows {
 		got = append(got, r[1]+r[2])
@@ -147,16 +160,162 @@ func TestRunAll(t *testing.T) {
 	}
 }
 
+// treeSpan is one span's title line in a printed tree.
+type treeSpan struct {
+	name, kind string
+	depth      int
+	parent     *treeSpan // nil for a root
+}
+
+// treeTitle is a span's title line: the tree's prefix, its connector (none
+// for a root), the name and the kind.
+var treeTitle = regexp.MustCompile(`^((?:│  |   )*)(├─ |└─ )?(\S+) \((client|server|internal)\) `)
+
+// parseTrees reads the span titles of the printed trees, each with the
+// span it is drawn under.
+func parseTrees(out string) []*treeSpan {
+	var spans, stack []*treeSpan
+	for _, line := range strings.Split(out, "\n") {
+		m := treeTitle.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		s := &treeSpan{name: m[3], kind: m[4]}
+		if m[2] != "" {
+			s.depth = utf8.RuneCountInString(m[1])/3 + 1
+		}
+		stack = stack[:min(len(stack), s.depth)]
+		if s.depth > 0 && len(stack) == s.depth {
+			s.parent = stack[s.depth-1]
+		}
+		stack = append(stack, s)
+		spans = append(spans, s)
+	}
+	return spans
+}
+
+// -api opentelemetry: grpctrace records natively through OpenTelemetry;
+// the same calls, printed as the same trees (the spans named as
+// OpenTelemetry names them, without the leading "/") and waterfall.
+func TestRunOpenTelemetryAPI(t *testing.T) {
+	noOTelEnv(t)
+	var stdout, stderr syncBuffer
+	if err := run(context.Background(), []string{"-api", "opentelemetry"}, &stdout, &stderr); err != nil {
+		t.Fatalf("run: %v\nstderr:\n%s", err, stderr.String())
+	}
+	out := stdout.String()
+	id := traceIDOf(t, out)
+	const otelSvc = "grpctrace.testpb.TestService/"
+	for _, want := range []string{
+		"tracer: OpenTelemetry SDK, recorded natively through the OpenTelemetry API, service grpctrace-demo, ",
+		"trace " + id + ": 13 spans, ",
+		"\ndemo (internal) ",
+		"demo.baggage.user=ada",
+		"rpc.system.name=grpc",
+		"panic recovered panic=\"testpb: handler panic requested\"",
+		"close send",
+		"client half-close",
+		"message.type=SENT",
+		"\nwaterfall: ",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+	// The tree: the demo span, the client span of each call under it in
+	// call order, and each call's server span the child of its client span.
+	spans := parseTrees(out)
+	var calls []string
+	for _, s := range spans {
+		switch s.kind {
+		case "internal":
+			if s.name != "demo" || s.parent != nil {
+				t.Errorf("internal span %q under %v, want the demo span at the root", s.name, s.parent)
+			}
+		case "client":
+			calls = append(calls, strings.TrimPrefix(s.name, otelSvc))
+			if !strings.HasPrefix(s.name, otelSvc) {
+				t.Errorf("client span %s: OpenTelemetry names spans %sMethod, without a leading \"/\"", s.name, otelSvc)
+			}
+			if s.parent == nil || s.parent.name != "demo" {
+				t.Errorf("client span %s not under the demo span", s.name)
+			}
+		case "server":
+			if s.parent == nil || s.parent.kind != "client" || s.parent.name != s.name {
+				t.Errorf("server span %s is not the child of its client span (parent %+v)", s.name, s.parent)
+			}
+		}
+	}
+	if got, want := strings.Join(calls, " "), "Unary ServerStream ClientStream Bidi Unary Unary"; got != want {
+		t.Errorf("client spans %s, want %s", got, want)
+	}
+	if len(spans) != 13 {
+		t.Errorf("%d spans in the tree, want 13", len(spans))
+	}
+	// The failed call: an error on the client, not on the server; the
+	// panic: an error on both sides; the status message as the error's
+	// description.
+	for _, re := range []string{
+		`(?m)├─ ` + otelSvc + `Unary \(client\) \S+ NotFound ✗ no such record$`,
+		`(?m)└─ ` + otelSvc + `Unary \(server\) \S+ NotFound$`,
+		`(?m)└─ ` + otelSvc + `Unary \(client\) \S+ Internal ✗ panic: testpb: handler panic requested$`,
+		`(?m)└─ ` + otelSvc + `Unary \(server\) \S+ Internal ✗ panic: testpb: handler panic requested$`,
+	} {
+		if !regexp.MustCompile(re).MatchString(out) {
+			t.Errorf("output does not match %s", re)
+		}
+	}
+	checkWaterfall(t, out)
+}
+
+// The tree parser the tests read the printed trees with.
+func TestParseTrees(t *testing.T) {
+	spans := parseTrees(`trace 1: 4 spans, 1ms
+
+demo (internal) 1ms
+├─ a (client) 1ms OK
+│  │ rpc.method=a (server) x
+│  └─ a (server) 1ms OK
+└─ b (client) 1ms OK
+     detail (client) y
+`)
+	var got []string
+	for _, s := range spans {
+		parent := "-"
+		if s.parent != nil {
+			parent = s.parent.name + "/" + s.parent.kind
+		}
+		got = append(got, fmt.Sprintf("%s/%s@%d<%s", s.name, s.kind, s.depth, parent))
+	}
+	if want := "demo/internal@0<- a/client@1<demo/internal a/server@2<a/client b/client@1<demo/internal"; strings.Join(got, " ") != want {
+		t.Errorf("parseTrees: %s, want %s", strings.Join(got, " "), want)
+	}
+}
+
 // -mode=server and -mode=client in one test process: the client's output
 // has the client spans under the demo span, the server's the server spans
-// of the same trace, whose parents it did not record.
+// of the same trace, whose parents it did not record. Server and client
+// join one trace whichever API each records through.
 func TestRunServerAndClient(t *testing.T) {
+	for _, apis := range [][2]string{
+		{apiOpenTracing, apiOpenTracing},
+		{apiOpenTelemetry, apiOpenTelemetry},
+		{apiOpenTelemetry, apiOpenTracing},
+		{apiOpenTracing, apiOpenTelemetry},
+	} {
+		t.Run("server="+apis[0]+"/client="+apis[1], func(t *testing.T) { testRunServerAndClient(t, apis[0], apis[1]) })
+	}
+}
+
+func testRunServerAndClient(t *testing.T, serverAPI, clientAPI string) {
 	noOTelEnv(t)
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	var srvOut, srvErr syncBuffer
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"-mode=server", "-listen=127.0.0.1:0"}, &srvOut, &srvErr) }()
+	go func() {
+		done <- run(ctx, []string{"-mode=server", "-listen=127.0.0.1:0", "-api=" + serverAPI}, &srvOut, &srvErr)
+	}()
 
 	listening := regexp.MustCompile(`listening on (\S+)`)
 	var addr string
@@ -170,7 +329,7 @@ func TestRunServerAndClient(t *testing.T) {
 	}
 
 	var cliOut, cliErr syncBuffer
-	if err := run(context.Background(), []string{"-mode=client", "-target=" + addr}, &cliOut, &cliErr); err != nil {
+	if err := run(context.Background(), []string{"-mode=client", "-target=" + addr, "-api=" + clientAPI}, &cliOut, &cliErr); err != nil {
 		t.Fatalf("client: %v\n%s", err, cliErr.String())
 	}
 	stop()
@@ -187,6 +346,9 @@ func TestRunServerAndClient(t *testing.T) {
 	}
 	if n := strings.Count(srv, "not recorded here"); n != 6 {
 		t.Errorf("server output: %d spans with a remote parent, want 6", n)
+	}
+	if n := strings.Count(srv, "demo.baggage.user=ada"); n != 6 {
+		t.Errorf("server output: %d spans with the client's baggage, want 6", n)
 	}
 	if !strings.Contains(srv, "service grpctrace-demo-server") || !strings.Contains(cli, "service grpctrace-demo-client") {
 		t.Errorf("default service names missing:\n%s\n%s", srv, cli)
@@ -345,7 +507,7 @@ func TestUsage(t *testing.T) {
 		t.Fatalf("-h: %v", err)
 	}
 	for _, want := range []string{
-		"-mode", "-listen", "-target", "-otlp", "-otlp-protocol", "-print", "-service", "-width",
+		"-mode", "-api", "-listen", "-target", "-otlp", "-otlp-protocol", "-print", "-service", "-width",
 		"-message-events", "-payloads", "-timeout", "-shutdown-timeout",
 		"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_SERVICE_NAME",
 	} {
@@ -355,6 +517,7 @@ func TestUsage(t *testing.T) {
 	}
 	for _, args := range [][]string{
 		{"-mode=proxy"},
+		{"-api=opencensus"},
 		{"-print=false"},
 		{"-width=3"},
 		{"extra"},
