@@ -51,7 +51,7 @@ fuzz-for:
 		test "$${PIPESTATUS[0]}" -eq 0; \
 	done
 
-## soak: the load soak (hardening/), SOAK_RPCS RPCs (100000) at concurrency 64 through the OpenTelemetry bridge; SOAK_FLAGS=-race adds the race detector.
+## soak: the load soak (hardening/), SOAK_RPCS RPCs (100000, split between the OpenTracing path through the OpenTelemetry bridge and the native OpenTelemetry path) at concurrency 64; SOAK_FLAGS=-race adds the race detector.
 SOAK_RPCS ?= 100000
 SOAK_FLAGS ?=
 soak:

@@ -29,22 +29,34 @@ func (endedSpans) ForceFlush(context.Context) error                { return nil 
 // grpctrace's server interceptor rebuilds the incoming context with
 // metadata.NewIncomingContext and a hand-built MD whose key is mixed-case
 // ("Traceparent"), as metadata.MD literals allow. Under the OpenTelemetry
-// OpenTracing bridge with the W3C trace context propagator, the server
-// span must join that trace: its trace ID and its parent's span ID are the
-// header's.
+// OpenTracing bridge with the W3C trace context propagator, and on the
+// OpenTelemetry path with that propagator, the server span must join that
+// trace: its trace ID and its parent's span ID are the header's.
 func TestOuterInterceptorMixedCaseTraceparentJoined(t *testing.T) {
+	for _, path := range tracePaths {
+		t.Run(string(path), func(t *testing.T) { outerInterceptorMixedCase(t, path) })
+	}
+}
+
+func outerInterceptorMixedCase(t *testing.T, path tracePath) {
 	const traceID, spanID = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
 	ended := make(endedSpans, 8)
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()), sdktrace.WithSpanProcessor(ended))
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
-	bt, _ := otbridge.NewTracerPair(tp.Tracer("github.com/c2e00e20/grpctrace/hardening"))
-	bt.SetTextMapPropagator(propagation.TraceContext{})
+	var opt []grpctrace.Option
+	if path == pathOpenTelemetry {
+		opt = []grpctrace.Option{grpctrace.WithTracerProvider(tp), grpctrace.WithPropagators(propagation.TraceContext{})}
+	} else {
+		bt, _ := otbridge.NewTracerPair(tp.Tracer("github.com/c2e00e20/grpctrace/hardening"))
+		bt.SetTextMapPropagator(propagation.TraceContext{})
+		opt = []grpctrace.Option{grpctrace.WithTracer(bt)}
+	}
 
 	outer := func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 		ctx = metadata.NewIncomingContext(ctx, metadata.MD{"Traceparent": []string{"00-" + traceID + "-" + spanID + "-01"}})
 		return h(ctx, req)
 	}
-	addr := serveTestService(t, grpc.ChainUnaryInterceptor(outer, grpctrace.UnaryServerInterceptor(grpctrace.WithTracer(bt))))
+	addr := serveTestService(t, grpc.ChainUnaryInterceptor(outer, grpctrace.UnaryServerInterceptor(opt...)))
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -62,8 +74,8 @@ func TestOuterInterceptorMixedCaseTraceparentJoined(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no span ended within 10 s")
 	}
-	if s.Name() != service+"Unary" || s.SpanKind() != trace.SpanKindServer {
-		t.Fatalf("ended span %q of kind %v, want the server span %q", s.Name(), s.SpanKind(), service+"Unary")
+	if want := spanName(path, "Unary"); s.Name() != want || s.SpanKind() != trace.SpanKindServer {
+		t.Fatalf("ended span %q of kind %v, want the server span %q", s.Name(), s.SpanKind(), want)
 	}
 	if got := s.SpanContext().TraceID().String(); got != traceID {
 		t.Errorf("server span's trace ID %s, want the header's %s", got, traceID)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/opentracing/opentracing-go"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -198,20 +199,75 @@ func (p *peer) waitSpans(d time.Duration, ok func([]spanlog.Span) bool) []spanlo
 	}
 }
 
-// tracing is a tracer of the test process, recording in memory.
+// tracePath is one of grpctrace's two ways of recording.
+type tracePath string
+
+const (
+	// pathOpenTracing: grpctrace.WithTracer, the OpenTelemetry SDK behind
+	// the OpenTracing bridge.
+	pathOpenTracing tracePath = "opentracing"
+	// pathOpenTelemetry: grpctrace.WithTracerProvider with the SDK's
+	// tracer provider and WithPropagators (W3C trace context and
+	// baggage).
+	pathOpenTelemetry tracePath = "opentelemetry"
+)
+
+// tracePaths are both paths, in the order the tests run them.
+var tracePaths = []tracePath{pathOpenTracing, pathOpenTelemetry}
+
+// tracing is a tracer of the test process, recording in memory, on one of
+// the paths: either tracer (OpenTracing) or provider (OpenTelemetry) is
+// set.
 type tracing struct {
-	tracer opentracing.Tracer
-	mem    *spanlog.Memory
-	open   *openSpans
+	path     tracePath
+	tracer   opentracing.Tracer
+	provider trace.TracerProvider
+	mem      *spanlog.Memory
+	open     *openSpans
 }
 
-func newTracing(t *testing.T) *tracing {
+// newTracing returns a tracing on the OpenTracing path.
+func newTracing(t *testing.T) *tracing { return newTracingOn(t, pathOpenTracing) }
+
+// newTracingOn returns a tracing on the path.
+func newTracingOn(t *testing.T, path tracePath) *tracing {
 	mem := spanlog.NewMemory()
 	open := &openSpans{changed: make(chan struct{})}
+	tr := &tracing{path: path, mem: mem, open: open}
 	// open after mem: a span counted as ended is in mem.
-	tracer, tp := spanlog.Tracer(mem, mem, open)
+	var tp *sdktrace.TracerProvider
+	if path == pathOpenTelemetry {
+		tr.provider, tp = spanlog.TracerProvider(mem, mem, open)
+	} else {
+		tr.tracer, tp = spanlog.Tracer(mem, mem, open)
+	}
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
-	return &tracing{tracer: tracer, mem: mem, open: open}
+	return tr
+}
+
+// options returns grpctrace's options recording through tr, followed by
+// more.
+func (tr *tracing) options(more ...grpctrace.Option) []grpctrace.Option {
+	return append(traceOptions(tr.path, tr.tracer, tr.provider), more...)
+}
+
+// traceOptions returns the options choosing the path: WithTracer(tracer),
+// or WithTracerProvider(provider) with the W3C propagators.
+func traceOptions(path tracePath, tracer opentracing.Tracer, provider trace.TracerProvider) []grpctrace.Option {
+	if path == pathOpenTelemetry {
+		return []grpctrace.Option{grpctrace.WithTracerProvider(provider), grpctrace.WithPropagators(spanlog.Propagator())}
+	}
+	return []grpctrace.Option{grpctrace.WithTracer(tracer)}
+}
+
+// spanName is the name grpctrace gives the span of a test service method
+// on the path: the full method on the OpenTracing path, without its
+// leading "/" on the OpenTelemetry path.
+func spanName(path tracePath, method string) string {
+	if path == pathOpenTelemetry {
+		return strings.TrimPrefix(service, "/") + method
+	}
+	return service + method
 }
 
 // openSpans is a span processor counting the spans started and ended, so
@@ -262,8 +318,8 @@ func (tr *tracing) dial(t *testing.T, addr string) testpb.TestServiceClient {
 	t.Helper()
 	conn, err := grpc.NewClient(addr,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithChainUnaryInterceptor(grpctrace.UnaryClientInterceptor(grpctrace.WithTracer(tr.tracer))),
-		grpc.WithChainStreamInterceptor(grpctrace.StreamClientInterceptor(grpctrace.WithTracer(tr.tracer))),
+		grpc.WithChainUnaryInterceptor(grpctrace.UnaryClientInterceptor(tr.options()...)),
+		grpc.WithChainStreamInterceptor(grpctrace.StreamClientInterceptor(tr.options()...)),
 	)
 	if err != nil {
 		t.Fatal(err)
@@ -276,8 +332,8 @@ func (tr *tracing) dial(t *testing.T, addr string) testpb.TestServiceClient {
 // given interceptors after grpctrace's, and returns its address.
 func (tr *tracing) serve(t *testing.T, unary grpc.UnaryServerInterceptor, stream grpc.StreamServerInterceptor, opts ...grpc.ServerOption) string {
 	t.Helper()
-	u := []grpc.UnaryServerInterceptor{grpctrace.UnaryServerInterceptor(grpctrace.WithTracer(tr.tracer)), probe.Unary}
-	s := []grpc.StreamServerInterceptor{grpctrace.StreamServerInterceptor(grpctrace.WithTracer(tr.tracer)), probe.Stream}
+	u := []grpc.UnaryServerInterceptor{grpctrace.UnaryServerInterceptor(tr.options()...), probe.Unary}
+	s := []grpc.StreamServerInterceptor{grpctrace.StreamServerInterceptor(tr.options()...), probe.Stream}
 	if unary != nil {
 		u = append(u, unary)
 	}
@@ -333,7 +389,13 @@ func noTwice(t *testing.T, spans []spanlog.Span) {
 }
 
 func named(method, kind string) func(spanlog.Span) bool {
-	return func(s spanlog.Span) bool { return s.Name == service+method && s.Kind == kind && !s.Twice }
+	return namedOn(pathOpenTracing, method, kind)
+}
+
+// namedOn matches the span of the method and kind as the path names it.
+func namedOn(path tracePath, method, kind string) func(spanlog.Span) bool {
+	name := spanName(path, method)
+	return func(s spanlog.Span) bool { return s.Name == name && s.Kind == kind && !s.Twice }
 }
 
 func count(spans []spanlog.Span, match func(spanlog.Span) bool) int {

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/opentracing/opentracing-go"
+	"go.opentelemetry.io/otel/baggage"
+	oteltrace "go.opentelemetry.io/otel/trace"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 	"google.golang.org/grpc"
@@ -164,30 +166,34 @@ func responseValue(t *testing.T, body []byte) string {
 // hostileServer is a test server, traced or not.
 type hostileServer struct {
 	name string
+	path tracePath // "" when untraced
 	addr string
 	mem  *spanlog.Memory // nil when untraced
 	open *openSpans      // nil when untraced
 }
 
-// hostileServers starts the same service untraced, traced with the
-// interceptors, and traced with the stats handler, each with opts.
+// hostileServers starts the same service untraced, then, on each of
+// grpctrace's paths (OpenTracing through the bridge, OpenTelemetry with
+// WithTracerProvider), traced with the interceptors and traced with the
+// stats handler, each with opts.
 func hostileServers(t *testing.T, trace []grpctrace.Option, opts ...grpc.ServerOption) []hostileServer {
-	var out []hostileServer
-	for _, name := range []string{"untraced", "interceptors", "handler"} {
-		s := hostileServer{name: name}
-		o := slices.Clip(opts)
-		if name != "untraced" {
-			tr := newTracing(t)
-			s.mem, s.open = tr.mem, tr.open
-			to := append([]grpctrace.Option{grpctrace.WithTracer(tr.tracer)}, trace...)
-			if name == "interceptors" {
-				o = append(o, grpc.UnaryInterceptor(grpctrace.UnaryServerInterceptor(to...)))
-			} else {
-				o = append(o, grpc.StatsHandler(grpctrace.NewServerHandler(to...)))
+	out := []hostileServer{{name: "untraced", addr: serveTestService(t, slices.Clip(opts)...)}}
+	for _, path := range tracePaths {
+		for _, kind := range []string{"interceptors", "handler"} {
+			tr := newTracingOn(t, path)
+			s := hostileServer{name: kind, path: path, mem: tr.mem, open: tr.open}
+			if path != pathOpenTracing {
+				s.name = string(path) + " " + kind
 			}
+			o := slices.Clip(opts)
+			if kind == "interceptors" {
+				o = append(o, grpc.UnaryInterceptor(grpctrace.UnaryServerInterceptor(tr.options(trace...)...)))
+			} else {
+				o = append(o, grpc.StatsHandler(grpctrace.NewServerHandler(tr.options(trace...)...)))
+			}
+			s.addr = serveTestService(t, o...)
+			out = append(out, s)
 		}
-		s.addr = serveTestService(t, o...)
-		out = append(out, s)
 	}
 	return out
 }
@@ -260,9 +266,9 @@ func hostileCases() []struct {
 }
 
 // TestHostileHeaders sends hostile headers from a raw HTTP/2 client to the
-// same service untraced, traced by the interceptors and traced by the
-// stats handler: the RPC's outcome must be the same on all three, byte for
-// byte (headers gRPC itself refuses are refused alike); a traced RPC's span
+// same service untraced, and traced by the interceptors and by the stats
+// handler on each of grpctrace's paths: the RPC's outcome must be the same
+// on all five, byte for byte (headers gRPC itself refuses are refused alike); a traced RPC's span
 // joins the caller's trace only for a valid trace context, logs an
 // undecodable packed header, and records nothing of the baggage.
 func TestHostileHeaders(t *testing.T) {
@@ -297,10 +303,13 @@ func TestHostileHeaders(t *testing.T) {
 					}
 					continue
 				}
-				if len(spans) != 1 || spans[0].Kind != "server" || spans[0].Twice {
-					t.Fatalf("%s: spans %+v, want one server span", s.name, spans)
+				if len(spans) != 1 || !namedOn(s.path, "Unary", "server")(spans[0]) {
+					t.Fatalf("%s: spans %+v, want one server span %q", s.name, spans, spanName(s.path, "Unary"))
 				}
 				span := spans[0]
+				if code, ok := span.Code(); !ok || code != codes.OK || span.Status == "Error" {
+					t.Errorf("%s: span status code %v (recorded: %v), span status %q, want OK and no error", s.name, code, ok, span.Status)
+				}
 				if joined := span.TraceID == validTraceparent[3:35]; joined != tc.parent {
 					t.Errorf("%s: span in trace %s, joined the caller's: %v, want %v", s.name, span.TraceID, joined, tc.parent)
 				}
@@ -352,8 +361,9 @@ func TestHostileHeadersMemory(t *testing.T) {
 
 // TestHeaderLimit: headers over the server's limit (grpc.MaxHeaderListSize)
 // get gRPC's own refusal, the same traced or not, from a raw client, and
-// from a gRPC client whose trace headers push the request over the limit:
-// the caller gets gRPC's error unchanged, and the client span records it.
+// from a gRPC client whose trace headers push the request over the limit,
+// on each path: the caller gets gRPC's error unchanged, and the client span
+// records it.
 func TestHeaderLimit(t *testing.T) {
 	const limit = 16 << 10
 	servers := hostileServers(t, nil, grpc.MaxHeaderListSize(limit))
@@ -373,7 +383,10 @@ func TestHeaderLimit(t *testing.T) {
 	}
 
 	// A gRPC client: untraced with 32 KiB of its own metadata, and traced
-	// with 32 KiB of baggage, which tracing turns into headers.
+	// with baggage, which tracing turns into headers: on the OpenTracing
+	// path 32 KiB of it; on the OpenTelemetry path, whose baggage holds at
+	// most 8 KiB, 7 KiB of it on top of 12 KiB of metadata that alone is
+	// under the limit.
 	untraced, err := grpc.NewClient(servers[0].addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -384,32 +397,64 @@ func TestHeaderLimit(t *testing.T) {
 	if status.Code(wantErr) == codes.OK {
 		t.Fatal("over the limit, the untraced client succeeded")
 	}
+	pad := metadata.AppendToOutgoingContext(context.Background(), "x-pad", strings.Repeat("x", limit-4<<10))
+	if _, err := testpb.NewTestServiceClient(untraced).Unary(pad, &testpb.Request{}); err != nil {
+		t.Fatalf("under the limit, the untraced client got %v", err)
+	}
 
-	tr := newTracing(t)
-	c := tr.dial(t, servers[1].addr)
-	root := tr.tracer.StartSpan("root")
-	root.SetBaggageItem("big", strings.Repeat("x", 2*limit))
-	_, gotErr := c.Unary(opentracing.ContextWithSpan(context.Background(), root), &testpb.Request{})
-	root.Finish()
-	if status.Code(gotErr) != status.Code(wantErr) || status.Convert(gotErr).Message() != status.Convert(wantErr).Message() {
-		t.Errorf("traced client got %v; gRPC's own error for the same size is %v", gotErr, wantErr)
+	for _, path := range tracePaths {
+		t.Run(string(path), func(t *testing.T) {
+			tr := newTracingOn(t, path)
+			var server hostileServer
+			for _, s := range servers {
+				if s.path == path && strings.HasSuffix(s.name, "interceptors") {
+					server = s
+				}
+			}
+			c := tr.dial(t, server.addr)
+			var gotErr error
+			if path == pathOpenTelemetry {
+				m, err := baggage.NewMemberRaw("big", strings.Repeat("x", 7<<10))
+				if err != nil {
+					t.Fatal(err)
+				}
+				bag, err := baggage.New(m)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ctx, root := tr.provider.Tracer("hardening").Start(baggage.ContextWithBaggage(pad, bag), "root")
+				_, gotErr = c.Unary(ctx, &testpb.Request{})
+				root.End()
+			} else {
+				root := tr.tracer.StartSpan("root")
+				root.SetBaggageItem("big", strings.Repeat("x", 2*limit))
+				_, gotErr = c.Unary(opentracing.ContextWithSpan(context.Background(), root), &testpb.Request{})
+				root.Finish()
+			}
+			if status.Code(gotErr) != status.Code(wantErr) || status.Convert(gotErr).Message() != status.Convert(wantErr).Message() {
+				t.Errorf("traced client got %v; gRPC's own error for the same size is %v", gotErr, wantErr)
+			}
+			client := namedOn(path, "Unary", "client")
+			spans, werr := tr.mem.Wait(5*time.Second, func(s []spanlog.Span) bool { return count(s, client) == 1 })
+			if werr != nil {
+				t.Fatal(werr)
+			}
+			if code, _ := find(t, spans, client).Code(); code != status.Code(wantErr) {
+				t.Errorf("client span status %v, the caller got %v", code, gotErr)
+			}
+			t.Logf("hostile: gRPC client over the limit: untraced %v; traced (%s, baggage) %v", wantErr, path, gotErr)
+		})
 	}
-	spans, werr := tr.mem.Wait(5*time.Second, func(s []spanlog.Span) bool { return count(s, named("Unary", "client")) == 1 })
-	if werr != nil {
-		t.Fatal(werr)
-	}
-	if code, _ := find(t, spans, named("Unary", "client")).Code(); code != status.Code(wantErr) {
-		t.Errorf("client span status %v, the caller got %v", code, gotErr)
-	}
-	t.Logf("hostile: gRPC client over the limit: untraced %v; traced (baggage) %v", wantErr, gotErr)
 }
 
 // TestPublicEndpointHostileClient: a public endpoint facing a hostile
 // client that sends a valid trace context with baggage (W3C, packed and
-// Jaeger-style headers, the values marked with a canary): the handler's span
-// has no baggage and starts a new trace; the caller's trace is recorded
-// for correlation (event "untrusted parent" with its traceparent); and no
-// attribute or event of the span holds the canary.
+// Jaeger-style headers, the values marked with a canary), on each path,
+// interceptors and stats handler: the handler's context has no baggage
+// and its span starts a new trace; the caller's trace is recorded for
+// correlation (OpenTracing: event "untrusted parent" with its traceparent;
+// OpenTelemetry: a link to the caller's span); and no attribute or event
+// of the span holds the canary.
 func TestPublicEndpointHostileClient(t *testing.T) {
 	headers := [][2]string{
 		{"traceparent", validTraceparent},
@@ -418,73 +463,79 @@ func TestPublicEndpointHostileClient(t *testing.T) {
 		{"uberctx-role", canary},
 		{"ot-baggage-role", canary},
 	}
-	for _, s := range hostileServers(t, []grpctrace.Option{grpctrace.WithPublicEndpoint()})[1:] {
-		t.Run(s.name, func(t *testing.T) {
-			seen := make(chan string, 1)
-			// The handler's view, through an interceptor on a server of
-			// its own: its span's baggage.
-			lis, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
+	for _, path := range tracePaths {
+		for _, kind := range []string{"interceptors", "handler"} {
+			name := kind
+			if path != pathOpenTracing {
+				name = string(path) + " " + kind
 			}
-			tracer, tp := spanlog.Tracer(s.mem, s.mem)
-			defer func() { _ = tp.Shutdown(context.Background()) }()
-			probeBaggage := func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-				var items []string
-				if span := opentracing.SpanFromContext(ctx); span != nil {
-					span.Context().ForeachBaggageItem(func(k, v string) bool { items = append(items, k+"="+v); return true })
+			t.Run(name, func(t *testing.T) {
+				tr := newTracingOn(t, path)
+				seen := make(chan string, 1)
+				// The handler's view, through an interceptor after
+				// grpctrace's: its span's baggage (OpenTracing), its
+				// context's (OpenTelemetry).
+				probeBaggage := func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+					var items []string
+					switch {
+					case path == pathOpenTelemetry:
+						if !oteltrace.SpanContextFromContext(ctx).IsValid() {
+							items = append(items, "no span")
+						}
+						for _, m := range baggage.FromContext(ctx).Members() {
+							items = append(items, m.Key()+"="+m.Value())
+						}
+					case opentracing.SpanFromContext(ctx) != nil:
+						opentracing.SpanFromContext(ctx).Context().ForeachBaggageItem(func(k, v string) bool { items = append(items, k+"="+v); return true })
+					default:
+						items = append(items, "no span")
+					}
+					seen <- strings.Join(items, ",")
+					return h(ctx, req)
+				}
+				opts := tr.options(grpctrace.WithPublicEndpoint())
+				var so []grpc.ServerOption
+				if kind == "interceptors" {
+					so = append(so, grpc.ChainUnaryInterceptor(grpctrace.UnaryServerInterceptor(opts...), probeBaggage))
 				} else {
-					items = append(items, "no span")
+					so = append(so, grpc.StatsHandler(grpctrace.NewServerHandler(opts...)), grpc.UnaryInterceptor(probeBaggage))
 				}
-				seen <- strings.Join(items, ",")
-				return h(ctx, req)
-			}
-			opt := grpctrace.WithPublicEndpoint()
-			var so []grpc.ServerOption
-			if s.name == "interceptors" {
-				so = append(so, grpc.ChainUnaryInterceptor(grpctrace.UnaryServerInterceptor(grpctrace.WithTracer(tracer), opt), probeBaggage))
-			} else {
-				so = append(so, grpc.StatsHandler(grpctrace.NewServerHandler(grpctrace.WithTracer(tracer), opt)), grpc.UnaryInterceptor(probeBaggage))
-			}
-			srv := grpc.NewServer(so...)
-			testpb.RegisterTestServiceServer(srv, testpb.NewServer())
-			served := make(chan struct{})
-			go func() {
-				defer close(served)
-				_ = srv.Serve(lis)
-			}()
-			defer func() {
-				srv.Stop()
-				<-served
-			}()
+				addr := serveTestService(t, so...)
 
-			s.mem.Reset()
-			if got := rawUnary(t, lis.Addr().String(), headers); got.GRPCStatus != "0" {
-				t.Fatalf("outcome %+v", got)
-			}
-			if b := <-seen; b != "" {
-				t.Errorf("the handler's span carries baggage %q", b)
-			}
-			spans, err := s.mem.Wait(5*time.Second, func(sp []spanlog.Span) bool { return len(sp) > 0 })
-			if err != nil {
-				t.Fatal(err)
-			}
-			span := spans[0]
-			if span.TraceID == validTraceparent[3:35] || span.ParentID != "" {
-				t.Errorf("public endpoint joined the caller's trace: %+v", span)
-			}
-			var untrusted *spanlog.Event
-			for i, e := range span.Events {
-				if e.Name == "untrusted parent" {
-					untrusted = &span.Events[i]
+				if got := rawUnary(t, addr, headers); got.GRPCStatus != "0" {
+					t.Fatalf("outcome %+v", got)
 				}
-			}
-			if untrusted == nil || untrusted.Attributes["traceparent"] != validTraceparent {
-				t.Errorf("caller's trace not recorded for correlation: events %+v", span.Events)
-			}
-			if text := fmt.Sprint(span.Attributes, span.Events); strings.Contains(text, canary) {
-				t.Errorf("the caller's baggage reached the span: %s", text)
-			}
-		})
+				if b := <-seen; b != "" {
+					t.Errorf("the handler's context carries baggage %q", b)
+				}
+				spans, err := tr.mem.Wait(5*time.Second, func(sp []spanlog.Span) bool { return len(sp) > 0 })
+				if err != nil {
+					t.Fatal(err)
+				}
+				span := spans[0]
+				if span.TraceID == validTraceparent[3:35] || span.ParentID != "" {
+					t.Errorf("public endpoint joined the caller's trace: %+v", span)
+				}
+				if path == pathOpenTelemetry {
+					caller := spanlog.Link{TraceID: validTraceparent[3:35], SpanID: validTraceparent[36:52]}
+					if len(span.Links) != 1 || span.Links[0] != caller {
+						t.Errorf("caller's trace not linked for correlation: links %+v, want [%+v]", span.Links, caller)
+					}
+				} else {
+					var untrusted *spanlog.Event
+					for i, e := range span.Events {
+						if e.Name == "untrusted parent" {
+							untrusted = &span.Events[i]
+						}
+					}
+					if untrusted == nil || untrusted.Attributes["traceparent"] != validTraceparent {
+						t.Errorf("caller's trace not recorded for correlation: events %+v", span.Events)
+					}
+				}
+				if text := fmt.Sprint(span.Attributes, span.Events, span.Links); strings.Contains(text, canary) {
+					t.Errorf("the caller's baggage reached the span: %s", text)
+				}
+			})
+		}
 	}
 }

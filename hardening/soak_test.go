@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/opentracing/opentracing-go"
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
@@ -32,50 +34,88 @@ import (
 )
 
 var (
-	soakRPCs        = flag.Int("soak.rpcs", 2000, "RPCs the soak makes (make soak: SOAK_RPCS)")
+	soakRPCs        = flag.Int("soak.rpcs", 2000, "RPCs the soak makes, split between the paths of -soak.paths (make soak: SOAK_RPCS)")
 	soakConcurrency = flag.Int("soak.concurrency", 64, "RPCs the soak keeps in flight")
 	soakSeed        = flag.Uint64("soak.seed", 0, "seed of the soak's choices; 0 picks one, which the soak logs")
 	soakTimeout     = flag.Duration("soak.timeout", 15*time.Minute, "the soak fails if its RPCs take longer")
+	soakPaths       = flag.String("soak.paths", "opentracing,opentelemetry", "grpctrace's paths the soak runs, one subtest each: opentracing (WithTracer, the OpenTelemetry bridge), opentelemetry (WithTracerProvider)")
 	// soakHeapBound is how much more heap, after GC, the soak may end with
 	// than it started with.
-	soakHeapBound = flag.Int64("soak.heapbound", 4<<20, "bytes of heap growth allowed, after GC")
+	soakHeapBound = flag.Int64("soak.heapbound", 4<<20, "bytes of heap growth allowed, after GC, on each path")
 )
 
 // TestSoak makes -soak.rpcs RPCs of every shape, at a concurrency of
 // -soak.concurrency, over TCP on 127.0.0.1, through grpctrace's
-// interceptors and the OpenTelemetry SDK behind the OpenTracing bridge:
-// successes, server errors (mid-stream too), handler panics and client
-// cancellations at random moments. Each RPC runs under a root span of its
-// own, so that each trace is one RPC. At the end every RPC must have
-// exactly one client span, child of its root, and one server span, child
-// of the client span; the client span's status must be the one the caller
-// got, the server span's the one the handler returned; every span started
-// must have finished, once; and goroutines and heap, after GC, must be back
-// to where they were.
+// interceptors, on each of grpctrace's paths in turn (-soak.paths, a
+// subtest each, the RPCs split between them): the OpenTelemetry SDK behind
+// the OpenTracing bridge (WithTracer), and the SDK's tracer provider itself
+// (WithTracerProvider, with the W3C trace context and baggage
+// propagators). The RPCs are successes, server errors (mid-stream too),
+// handler panics and client cancellations at random moments. Each RPC runs
+// under a root span of its own, so that each trace is one RPC. At the end
+// every RPC must have exactly one client span, child of its root, and one
+// server span, child of the client span, both named for the method as the
+// path names it; the client span's status must be the one the caller got,
+// the server span's the one the handler returned, each flagged an error
+// exactly when the default classifier says so (on the OpenTelemetry path
+// with the status message as the description); every span started must
+// have ended, once; and goroutines and heap, after GC, must be back to
+// where they were.
 func TestSoak(t *testing.T) {
 	n, conc := *soakRPCs, *soakConcurrency
-	if n <= 0 || conc <= 0 {
-		t.Fatal("-soak.rpcs and -soak.concurrency must be positive")
+	var paths []tracePath
+	for p := range strings.SplitSeq(*soakPaths, ",") {
+		switch p := tracePath(strings.TrimSpace(p)); p {
+		case pathOpenTracing, pathOpenTelemetry:
+			paths = append(paths, p)
+		default:
+			t.Fatalf("-soak.paths: unknown path %q, want %s or %s", p, pathOpenTracing, pathOpenTelemetry)
+		}
+	}
+	if len(paths) == 0 || n < len(paths) || conc <= 0 {
+		t.Fatal("-soak.paths must name a path, -soak.rpcs be at least one per path, -soak.concurrency positive")
 	}
 	seed := *soakSeed
 	if seed == 0 {
 		seed = uint64(time.Now().UnixNano())
 	}
-	t.Logf("soak: %d RPCs at concurrency %d, seed %d (-soak.seed to repeat)", n, conc, seed)
+	t.Logf("soak: %d RPCs at concurrency %d over %v, seed %d (-soak.seed to repeat)", n, conc, paths, seed)
+	for i, p := range paths {
+		share := n / len(paths)
+		if i < n%len(paths) {
+			share++
+		}
+		t.Run(string(p), func(t *testing.T) { soak(t, p, share, conc, seed) })
+	}
+}
 
+// soak is TestSoak on one path.
+func soak(t *testing.T, path tracePath, n, conc int, seed uint64) {
+	t.Logf("soak: %s: %d RPCs at concurrency %d, seed %d", path, n, conc, seed)
 	goroutinesStart := runtime.NumGoroutine()
-	check := newSoakCheck()
-	tracer, tp := spanlog.Tracer(check, check)
-	s := startSoakServer(t, tracer)
+	check := newSoakCheck(path)
+	r := &soakRun{t: t, outcomes: map[string]int{}, took: map[string]time.Duration{}}
+	var tp *sdktrace.TracerProvider
+	var opts []grpctrace.Option
+	if path == pathOpenTelemetry {
+		var provider trace.TracerProvider
+		provider, tp = spanlog.TracerProvider(check, check)
+		r.otel = provider.Tracer("github.com/c2e00e20/grpctrace/hardening")
+		opts = traceOptions(path, nil, provider)
+	} else {
+		r.tracer, tp = spanlog.Tracer(check, check)
+		opts = traceOptions(path, r.tracer, nil)
+	}
+	s := startSoakServer(t, opts)
 	conn, err := grpc.NewClient(s.addr,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithChainUnaryInterceptor(grpctrace.UnaryClientInterceptor(grpctrace.WithTracer(tracer))),
-		grpc.WithChainStreamInterceptor(grpctrace.StreamClientInterceptor(grpctrace.WithTracer(tracer))),
+		grpc.WithChainUnaryInterceptor(grpctrace.UnaryClientInterceptor(opts...)),
+		grpc.WithChainStreamInterceptor(grpctrace.StreamClientInterceptor(opts...)),
 	)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &soakRun{t: t, tracer: tracer, client: testpb.NewTestServiceClient(conn), arrivals: &s.arrivals, outcomes: map[string]int{}, took: map[string]time.Duration{}}
+	r.client, r.arrivals = testpb.NewTestServiceClient(conn), &s.arrivals
 
 	// Warm up (connection, gRPC's pools, the method caches), then take
 	// the baseline.
@@ -98,13 +138,13 @@ func TestSoak(t *testing.T) {
 
 	check.mu.Lock()
 	defer check.mu.Unlock()
-	t.Logf("soak: %d RPCs in %v (%.0f RPC/s), plus %d warm-up RPCs", n, elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds(), warmup)
-	t.Logf("soak: spans started %d, finished %d, finished twice %d; traces complete %d (root + 1 client + 1 server each), incomplete %d",
-		check.started, check.ended, check.twice, check.complete, len(check.traces))
-	t.Logf("soak: RPCs by shape/outcome asked -> status the caller got: %s", r.summary())
-	t.Logf("soak: goroutines: %d before the server, %d at the baseline, %d after the RPCs, %d after closing", goroutinesStart, goroutinesBefore, goroutinesAfter, goroutinesEnd)
-	t.Logf("soak: heap after GC: %s at the baseline, %s after the RPCs (%+d B, %+.1f B/RPC; bound %s)",
-		mib(heapBefore), mib(heapAfter), int64(heapAfter)-int64(heapBefore), float64(int64(heapAfter)-int64(heapBefore))/float64(n), mib(uint64(*soakHeapBound)))
+	t.Logf("soak: %s: %d RPCs in %v (%.0f RPC/s), plus %d warm-up RPCs", path, n, elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds(), warmup)
+	t.Logf("soak: %s: spans started %d, finished %d, finished twice %d; traces complete %d (root + 1 client + 1 server each), incomplete %d",
+		path, check.started, check.ended, check.twice, check.complete, len(check.traces))
+	t.Logf("soak: %s: RPCs by shape/outcome asked -> status the caller got: %s", path, r.summary())
+	t.Logf("soak: %s: goroutines: %d before the server, %d at the baseline, %d after the RPCs, %d after closing", path, goroutinesStart, goroutinesBefore, goroutinesAfter, goroutinesEnd)
+	t.Logf("soak: %s: heap after GC: %s at the baseline, %s after the RPCs (%+d B, %+.1f B/RPC; bound %s)",
+		path, mib(heapBefore), mib(heapAfter), int64(heapAfter)-int64(heapBefore), float64(int64(heapAfter)-int64(heapBefore))/float64(n), mib(uint64(*soakHeapBound)))
 
 	for _, v := range check.violations {
 		t.Error(v)
@@ -165,15 +205,15 @@ type soakServer struct {
 
 const arrivePrefix = "arrive:"
 
-func startSoakServer(t *testing.T, tracer opentracing.Tracer) *soakServer {
+func startSoakServer(t *testing.T, opts []grpctrace.Option) *soakServer {
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := &soakServer{addr: lis.Addr().String()}
 	srv := grpc.NewServer(
-		grpc.ChainUnaryInterceptor(grpctrace.UnaryServerInterceptor(grpctrace.WithTracer(tracer)), probe.Unary, recoverUnary, s.arriveUnary),
-		grpc.ChainStreamInterceptor(grpctrace.StreamServerInterceptor(grpctrace.WithTracer(tracer)), probe.Stream, recoverStream, s.arriveStream),
+		grpc.ChainUnaryInterceptor(grpctrace.UnaryServerInterceptor(opts...), probe.Unary, recoverUnary, s.arriveUnary),
+		grpc.ChainStreamInterceptor(grpctrace.StreamServerInterceptor(opts...), probe.Stream, recoverStream, s.arriveStream),
 	)
 	testpb.RegisterTestServiceServer(srv, testpb.NewServer())
 	served := make(chan struct{})
@@ -236,10 +276,12 @@ func recoverStream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h gr
 	return h(srv, ss)
 }
 
-// soakRun makes the soak's RPCs.
+// soakRun makes the soak's RPCs, under root spans of tracer (OpenTracing
+// path) or otel (OpenTelemetry path).
 type soakRun struct {
 	t        *testing.T
 	tracer   opentracing.Tracer
+	otel     trace.Tracer
 	client   testpb.TestServiceClient
 	arrivals *sync.Map
 	ids      atomic.Int64
@@ -288,8 +330,8 @@ func (r *soakRun) one(rng *rand.Rand) {
 	case p < 47 && shape == "Unary":
 		outcome = "panic"
 	}
-	root := r.tracer.StartSpan("soak", opentracing.Tag{Key: "soak.rpc", Value: shape + "/" + outcome})
-	ctx, cancel := context.WithTimeout(opentracing.ContextWithSpan(context.Background(), root), time.Minute) // a safety net
+	ctx, finish := r.root(shape + "/" + outcome)
+	ctx, cancel := context.WithTimeout(ctx, time.Minute) // a safety net
 	defer cancel()
 
 	fail := soakErrors[rng.IntN(len(soakErrors))]
@@ -313,13 +355,35 @@ func (r *soakRun) one(rng *rand.Rand) {
 	if got != want {
 		r.t.Errorf("%s/%s: caller got %v, want %v", shape, outcome, err, want)
 	}
-	root.SetTag("soak.code", uint32(got))
-	root.SetTag("soak.server", codeList(server))
-	root.Finish()
+	message := ""
+	if err != io.EOF {
+		message = status.Convert(err).Message()
+	}
+	finish(got, codeList(server), message)
 	r.mu.Lock()
 	r.outcomes[shape+"/"+outcome+" -> "+got.String()]++
 	r.took[shape+"/"+outcome+" -> "+got.String()] += took
 	r.mu.Unlock()
+}
+
+// root starts an RPC's root span, tagged soak.rpc; the function returned
+// tags it with the status the caller got (soak.code, soak.message) and the
+// statuses the server may end with (soak.server), and ends it.
+func (r *soakRun) root(rpc string) (context.Context, func(got codes.Code, server, message string)) {
+	if r.otel != nil {
+		ctx, span := r.otel.Start(context.Background(), "soak", trace.WithAttributes(attribute.String("soak.rpc", rpc)))
+		return ctx, func(got codes.Code, server, message string) {
+			span.SetAttributes(attribute.Int64("soak.code", int64(got)), attribute.String("soak.server", server), attribute.String("soak.message", message))
+			span.End()
+		}
+	}
+	span := r.tracer.StartSpan("soak", opentracing.Tag{Key: "soak.rpc", Value: rpc})
+	return opentracing.ContextWithSpan(context.Background(), span), func(got codes.Code, server, message string) {
+		span.SetTag("soak.code", uint32(got))
+		span.SetTag("soak.server", server)
+		span.SetTag("soak.message", message)
+		span.Finish()
+	}
 }
 
 func codeList(cs []codes.Code) string {
@@ -496,6 +560,7 @@ func (r *soakRun) summary() string {
 // complete (root, client and server spans ended) and forgets it, so that
 // its memory does not grow with the soak.
 type soakCheck struct {
+	path           tracePath
 	mu             sync.Mutex
 	changed        *sync.Cond
 	started, ended int64
@@ -507,16 +572,19 @@ type soakCheck struct {
 }
 
 type soakSpan struct {
+	name       string
 	id, parent trace.SpanID
 	attrs      map[string]any
 	code       int64
 	hasCode    bool
+	status     otelcodes.Code
+	desc       string
 }
 
 type soakTrace struct{ root, client, server *soakSpan }
 
-func newSoakCheck() *soakCheck {
-	c := &soakCheck{traces: map[trace.TraceID]*soakTrace{}}
+func newSoakCheck(path tracePath) *soakCheck {
+	c := &soakCheck{path: path, traces: map[trace.TraceID]*soakTrace{}}
 	c.changed = sync.NewCond(&c.mu)
 	return c
 }
@@ -534,13 +602,24 @@ func (c *soakCheck) OnStart(context.Context, sdktrace.ReadWriteSpan) {
 	c.mu.Unlock()
 }
 
+// serverFaults are the codes a server span is flagged an error for by
+// default: the ones that blame the server.
+var serverFaults = []codes.Code{codes.Unknown, codes.DeadlineExceeded, codes.Unimplemented, codes.Internal, codes.Unavailable, codes.DataLoss}
+
 func (c *soakCheck) OnEnd(s sdktrace.ReadOnlySpan) {
-	sp := &soakSpan{id: s.SpanContext().SpanID(), parent: s.Parent().SpanID(), attrs: map[string]any{}}
+	sp := &soakSpan{name: s.Name(), id: s.SpanContext().SpanID(), parent: s.Parent().SpanID(), attrs: map[string]any{}, status: s.Status().Code, desc: s.Status().Description}
+	badCode := ""
 	for _, a := range s.Attributes() {
 		switch a.Key {
-		case "rpc.grpc.status_code":
+		case "rpc.grpc.status_code": // the OpenTracing path
 			sp.code, sp.hasCode = a.Value.AsInt64(), true
-		case "soak.code", "soak.server", "soak.rpc", probe.TagCode:
+		case "rpc.response.status_code": // the OpenTelemetry path
+			if code, ok := spanlog.CodeOf(a.Value.AsString()); ok {
+				sp.code, sp.hasCode = int64(code), true
+			} else {
+				badCode = a.Value.String()
+			}
+		case "soak.code", "soak.server", "soak.rpc", "soak.message", "rpc.method", probe.TagCode:
 			sp.attrs[string(a.Key)] = a.Value.AsInterface()
 		}
 	}
@@ -548,6 +627,9 @@ func (c *soakCheck) OnEnd(s sdktrace.ReadOnlySpan) {
 	defer c.mu.Unlock()
 	defer c.changed.Broadcast()
 	c.ended++
+	if badCode != "" {
+		c.violation("span %q: rpc.response.status_code %q is no canonical code name", s.Name(), badCode)
+	}
 	id := s.SpanContext().TraceID()
 	tr := c.traces[id]
 	if tr == nil {
@@ -576,11 +658,23 @@ func (c *soakCheck) OnEnd(s sdktrace.ReadOnlySpan) {
 	}
 	delete(c.traces, id)
 	c.complete++
-	rpc := tr.root.attrs["soak.rpc"]
+	rpc, _ := tr.root.attrs["soak.rpc"].(string)
 	if tr.client.parent != tr.root.id || tr.server.parent != tr.client.id {
 		c.violation("trace %s (%v): client span not the root's child, or server span not the client's", id, rpc)
 	}
-	if caller, _ := tr.root.attrs["soak.code"].(int64); !tr.client.hasCode || tr.client.code != caller {
+	shape, _, _ := strings.Cut(rpc, "/")
+	if want := spanName(c.path, shape); tr.client.name != want || tr.server.name != want {
+		c.violation("trace %s (%v): client span %q, server span %q, want both %q", id, rpc, tr.client.name, tr.server.name, want)
+	}
+	if c.path == pathOpenTelemetry {
+		for side, sp := range map[string]*soakSpan{"client": tr.client, "server": tr.server} {
+			if got := sp.attrs["rpc.method"]; got != spanName(c.path, shape) {
+				c.violation("trace %s (%v): %s span rpc.method %v, want %q", id, rpc, side, got, spanName(c.path, shape))
+			}
+		}
+	}
+	caller, _ := tr.root.attrs["soak.code"].(int64)
+	if !tr.client.hasCode || tr.client.code != caller {
 		c.violation("trace %s (%v): client span status %d, the caller got %d", id, rpc, tr.client.code, caller)
 	}
 	if handler, _ := tr.server.attrs[probe.TagCode].(int64); !tr.server.hasCode || tr.server.code != handler {
@@ -589,6 +683,31 @@ func (c *soakCheck) OnEnd(s sdktrace.ReadOnlySpan) {
 	allowed, _ := tr.root.attrs["soak.server"].(string)
 	if !slices.Contains(strings.Split(allowed, ","), strconv.FormatInt(tr.server.code, 10)) {
 		c.violation("trace %s (%v): server span status %d, want one of %s", id, rpc, tr.server.code, allowed)
+	}
+	// The span's own status: Error exactly when the default classifier
+	// says so (the client: every code but OK; the server: the codes that
+	// blame it), Unset otherwise, never Ok.
+	message, _ := tr.root.attrs["soak.message"].(string)
+	for _, side := range []struct {
+		name    string
+		span    *soakSpan
+		isError bool
+	}{
+		{"client", tr.client, tr.client.code != int64(codes.OK)},
+		{"server", tr.server, slices.Contains(serverFaults, codes.Code(tr.server.code))},
+	} {
+		want := otelcodes.Unset
+		if side.isError {
+			want = otelcodes.Error
+		}
+		if side.span.status != want {
+			c.violation("trace %s (%v): %s span with status code %d has span status %v %q, want %v", id, rpc, side.name, side.span.code, side.span.status, side.span.desc, want)
+		}
+	}
+	// On the OpenTelemetry path the description of an error is the status
+	// message (the bridge leaves it empty).
+	if c.path == pathOpenTelemetry && tr.client.status == otelcodes.Error && tr.client.desc != message {
+		c.violation("trace %s (%v): client span status description %q, the caller's status message %q", id, rpc, tr.client.desc, message)
 	}
 }
 

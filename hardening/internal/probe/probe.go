@@ -2,13 +2,17 @@
 // after grpctrace's: they tag the span grpctrace gives the handler with what
 // the handler itself returned and saw, before grpctrace finishes the span,
 // so that a test can check the span against the handler's own outcome,
-// even in another process.
+// even in another process. The span is the OpenTracing one in the context
+// (opentracing.SpanFromContext) or, when there is none, the OpenTelemetry
+// one (trace.SpanFromContext): grpctrace's two paths.
 package probe
 
 import (
 	"context"
 
 	"github.com/opentracing/opentracing-go"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
 )
@@ -23,16 +27,19 @@ const (
 )
 
 func tag(ctx context.Context, err error) {
-	span := opentracing.SpanFromContext(ctx)
-	if span == nil {
-		return
-	}
-	span.SetTag(TagCode, uint32(status.Code(err)))
 	ctxErr := ""
 	if err := ctx.Err(); err != nil {
 		ctxErr = err.Error()
 	}
-	span.SetTag(TagContext, ctxErr)
+	if span := opentracing.SpanFromContext(ctx); span != nil {
+		span.SetTag(TagCode, uint32(status.Code(err)))
+		span.SetTag(TagContext, ctxErr)
+		return
+	}
+	trace.SpanFromContext(ctx).SetAttributes(
+		attribute.Int64(TagCode, int64(status.Code(err))),
+		attribute.String(TagContext, ctxErr),
+	)
 }
 
 // Unary tags unary RPCs.

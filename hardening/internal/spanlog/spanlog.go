@@ -1,9 +1,12 @@
 // Package spanlog records finished spans as JSON lines, one per span,
 // written to the kernel when the span finishes, so that a test reads every
 // span a process finished even after the process was killed. It also
-// builds the tracer the hardening tests and the fault helper use: the
-// OpenTelemetry SDK behind its OpenTracing bridge, with the W3C trace
-// context and baggage propagators, wrapped to catch a span finished twice.
+// builds what the hardening tests and the fault helper trace with, for
+// each of grpctrace's two paths, both wrapped to catch a span finished
+// twice: the OpenTelemetry SDK behind its OpenTracing bridge, with the W3C
+// trace context and baggage propagators (Tracer), and the SDK's tracer
+// provider itself, for WithTracerProvider, with those propagators
+// (TracerProvider, Propagator).
 package spanlog
 
 import (
@@ -21,6 +24,8 @@ import (
 	otbridge "go.opentelemetry.io/otel/bridge/opentracing"
 	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/embedded"
 	"google.golang.org/grpc/codes"
 )
 
@@ -36,6 +41,13 @@ type Span struct {
 	End        time.Time      `json:"end"`
 	Attributes map[string]any `json:"attributes,omitempty"`
 	Events     []Event        `json:"events,omitempty"`
+	// Links are the span's links (OpenTelemetry path: a public
+	// endpoint's link to its caller).
+	Links []Link `json:"links,omitempty"`
+	// Status is the span's OpenTelemetry status code ("Unset", "Error",
+	// "Ok") and StatusDescription its description.
+	Status            string `json:"status,omitempty"`
+	StatusDescription string `json:"status_description,omitempty"`
 	// Twice is set on the record of a second Finish of the same span,
 	// which the tracer otherwise ignores.
 	Twice bool `json:"twice,omitempty"`
@@ -48,8 +60,16 @@ type Event struct {
 	Attributes map[string]any `json:"attributes,omitempty"`
 }
 
+// Link is a span's link to another span.
+type Link struct {
+	TraceID string `json:"trace_id"`
+	SpanID  string `json:"span_id"`
+}
+
 // Code returns the gRPC status code grpctrace tagged the span with, and
-// false when there is none.
+// false when there is none: the OpenTracing path's rpc.grpc.status_code
+// (a number), or the OpenTelemetry path's rpc.response.status_code (the
+// code's canonical name, "NOT_FOUND").
 func (s Span) Code() (codes.Code, bool) {
 	switch v := s.Attributes["rpc.grpc.status_code"].(type) {
 	case float64: // read back from JSON
@@ -57,7 +77,39 @@ func (s Span) Code() (codes.Code, bool) {
 	case int64:
 		return codes.Code(v), true
 	}
+	if name, ok := s.Attributes["rpc.response.status_code"].(string); ok {
+		return CodeOf(name)
+	}
 	return 0, false
+}
+
+// canonicalCodes are gRPC's status codes by the names its specification
+// (and OpenTelemetry's rpc.response.status_code) gives them.
+var canonicalCodes = map[string]codes.Code{
+	"OK":                  codes.OK,
+	"CANCELLED":           codes.Canceled,
+	"UNKNOWN":             codes.Unknown,
+	"INVALID_ARGUMENT":    codes.InvalidArgument,
+	"DEADLINE_EXCEEDED":   codes.DeadlineExceeded,
+	"NOT_FOUND":           codes.NotFound,
+	"ALREADY_EXISTS":      codes.AlreadyExists,
+	"PERMISSION_DENIED":   codes.PermissionDenied,
+	"RESOURCE_EXHAUSTED":  codes.ResourceExhausted,
+	"FAILED_PRECONDITION": codes.FailedPrecondition,
+	"ABORTED":             codes.Aborted,
+	"OUT_OF_RANGE":        codes.OutOfRange,
+	"UNIMPLEMENTED":       codes.Unimplemented,
+	"INTERNAL":            codes.Internal,
+	"UNAVAILABLE":         codes.Unavailable,
+	"DATA_LOSS":           codes.DataLoss,
+	"UNAUTHENTICATED":     codes.Unauthenticated,
+}
+
+// CodeOf returns the code a canonical name ("NOT_FOUND") names, and false
+// for a name that is none.
+func CodeOf(name string) (codes.Code, bool) {
+	c, ok := canonicalCodes[name]
+	return c, ok
 }
 
 // HasEvent reports whether the span logged an event named name.
@@ -99,6 +151,12 @@ func FromSDK(s sdktrace.ReadOnlySpan) Span {
 			}
 		}
 		out.Events = append(out.Events, ev)
+	}
+	for _, l := range s.Links() {
+		out.Links = append(out.Links, Link{TraceID: l.SpanContext.TraceID().String(), SpanID: l.SpanContext.SpanID().String()})
+	}
+	if st := s.Status(); st.Code != 0 || st.Description != "" {
+		out.Status, out.StatusDescription = st.Code.String(), st.Description
 	}
 	return out
 }
@@ -292,6 +350,71 @@ func (s *onceSpan) FinishWithOptions(o opentracing.FinishOptions) {
 }
 
 func (s *onceSpan) Tracer() opentracing.Tracer { return s.tracer }
+
+// TracerProvider returns the OpenTelemetry SDK's tracer provider,
+// sampling every span and handing it to processors, for grpctrace's
+// WithTracerProvider, wrapped so that a second End of a span is written to
+// twice, as a record with Twice set (the SDK silently ignores it). Shut the
+// SDK's provider, the second result, down when done.
+func TracerProvider(twice Writer, processors ...sdktrace.SpanProcessor) (trace.TracerProvider, *sdktrace.TracerProvider) {
+	opts := []sdktrace.TracerProviderOption{sdktrace.WithSampler(sdktrace.AlwaysSample())}
+	for _, p := range processors {
+		opts = append(opts, sdktrace.WithSpanProcessor(p))
+	}
+	tp := sdktrace.NewTracerProvider(opts...)
+	return &onceProvider{sdk: tp, twice: twice}, tp
+}
+
+// Propagator is what the hardening tests propagate with on the
+// OpenTelemetry path, as the bridge of Tracer does: W3C trace context and
+// W3C baggage.
+func Propagator() propagation.TextMapPropagator {
+	return propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+}
+
+// onceProvider hands out tracers whose spans count their ends.
+type onceProvider struct {
+	embedded.TracerProvider
+	sdk   *sdktrace.TracerProvider
+	twice Writer
+}
+
+func (p *onceProvider) Tracer(name string, opts ...trace.TracerOption) trace.Tracer {
+	return &onceOTelTracer{Tracer: p.sdk.Tracer(name, opts...), twice: p.twice}
+}
+
+// onceOTelTracer embeds the SDK's tracer (and with it the interface's
+// embedded.Tracer).
+type onceOTelTracer struct {
+	trace.Tracer
+	twice Writer
+}
+
+// Start starts the SDK's span and puts its wrapper in the context in its
+// place, so that whoever takes the span from the context ends the
+// wrapper.
+func (t *onceOTelTracer) Start(ctx context.Context, name string, opts ...trace.SpanStartOption) (context.Context, trace.Span) {
+	ctx, s := t.Tracer.Start(ctx, name, opts...)
+	w := &onceOTelSpan{Span: s, name: name, twice: t.twice}
+	return trace.ContextWithSpan(ctx, w), w
+}
+
+type onceOTelSpan struct {
+	trace.Span
+	name     string
+	twice    Writer
+	finishes atomic.Int32
+}
+
+func (s *onceOTelSpan) End(opts ...trace.SpanEndOption) {
+	if s.finishes.Add(1) > 1 {
+		if s.twice != nil {
+			s.twice.Write(Span{PID: os.Getpid(), Name: s.name, Twice: true, End: time.Now()})
+		}
+		return
+	}
+	s.Span.End(opts...)
+}
 
 // ErrNoSpan is returned by Find when no span matches.
 var ErrNoSpan = errors.New("spanlog: no such span")
