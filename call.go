@@ -118,7 +118,6 @@ func (c *call) start(ctx context.Context, from spanStart) (started bool) {
 			started = false
 		}
 	}()
-	from.client = c.cfg.side == clientSide
 	from.method = c.method.rec
 	c.ctx = c.rec.start(ctx, c.method.operationName, from)
 	return true
@@ -161,7 +160,7 @@ func (c *call) clientContext(ctx context.Context) context.Context {
 func (c *call) inject(md metadata.MD) {
 	defer func() {
 		if r := recover(); r != nil {
-			c.event(eventInjectFailed, strField("message", fmt.Sprintf("tracer panicked injecting the span context: %v", r)))
+			c.event(eventInjectFailed, strField("message", fmt.Sprintf("panic injecting the span context: %v", r)))
 		}
 	}()
 	if err := c.rec.inject(md); err != nil {
@@ -170,13 +169,13 @@ func (c *call) inject(md metadata.MD) {
 }
 
 // startServer starts a server span under ctx, child of the span context
-// in ctx's incoming metadata, at the time given (zero: now). It returns nil
+// in ctx's incoming metadata. It returns nil
 // when the RPC is not to be traced, or when a parent is required and there
 // is none; then, when the reason is a tracer that records nothing, also the
 // handler's context, carrying the tracer's no-op span (see
 // recorder.noopContext). A traced RPC's handler context comes from
 // serverContext, inside the door's guard.
-func (cfg *config) startServer(ctx context.Context, fullMethod string, f front, cacheMethod bool, at time.Time) (*call, context.Context) {
+func (cfg *config) startServer(ctx context.Context, fullMethod string, f front, cacheMethod bool) (*call, context.Context) {
 	c, noop := cfg.newCall(ctx, fullMethod, f, cacheMethod)
 	if noop {
 		return nil, cfg.rec.noopContext(ctx)
@@ -188,10 +187,9 @@ func (cfg *config) startServer(ctx context.Context, fullMethod string, f front, 
 	if sent == nil && cfg.parentRequired {
 		return nil, nil
 	}
-	from := spanStart{parent: sent, at: at}
-	public := cfg.public != nil && cfg.public(ctx, fullMethod)
-	if public {
-		from.parent, from.untrusted = nil, sent
+	from := spanStart{parent: sent}
+	if cfg.public != nil && cfg.public(ctx, fullMethod) {
+		from.parent, from.untrusted, from.public = nil, sent, true
 	}
 	if p, ok := peer.FromContext(ctx); ok {
 		from.addr, from.local = p.Addr, p.LocalAddr
@@ -202,7 +200,7 @@ func (cfg *config) startServer(ctx context.Context, fullMethod string, f front, 
 	if extractErr != nil {
 		c.event(eventExtractFailed, strField("message", extractErr.Error()))
 	}
-	if public && sent != nil {
+	if from.public && sent != nil {
 		c.logUntrusted(sent)
 	}
 	return c, nil

@@ -1,7 +1,8 @@
 // Package grpctrace traces gRPC clients and servers through the OpenTracing
-// API: any OpenTracing tracer (Jaeger, Zipkin, OpenTelemetry through its
-// OpenTracing bridge, ...) records one client span and one server span per
-// RPC, the server's a child of the client's.
+// API, or natively through OpenTelemetry's (WithTracerProvider): any
+// OpenTracing tracer (Jaeger, Zipkin, OpenTelemetry through its OpenTracing
+// bridge, ...) or OpenTelemetry tracer provider records one client span and
+// one server span per RPC, the server's a child of the client's.
 //
 // It provides client and server interceptors for unary and streaming RPCs,
 // which can be used directly or in go-grpc-middleware chains; stats

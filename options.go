@@ -67,9 +67,10 @@ func WithTracer(t opentracing.Tracer) Option {
 // tracer tp gives for grpctrace, instead of through OpenTracing (WithTracer
 // and the global OpenTracing tracer are then not used). Span contexts and
 // baggage travel through the propagators (WithPropagators). To use
-// OpenTelemetry's global provider, pass otel.GetTracerProvider(). A provider
-// from go.opentelemetry.io/otel/trace/noop records nothing, and grpctrace
-// then does nothing.
+// OpenTelemetry's global provider, pass otel.GetTracerProvider(). With
+// noop.NewTracerProvider() (go.opentelemetry.io/otel/trace/noop) grpctrace
+// records and sends nothing, and passes no incoming trace context or
+// baggage on to handlers.
 func WithTracerProvider(tp trace.TracerProvider) Option {
 	return optionFunc(func(c *config) {
 		if tp != nil {
@@ -80,7 +81,9 @@ func WithTracerProvider(tp trace.TracerProvider) Option {
 
 // WithPropagators sets how the OpenTelemetry path (WithTracerProvider)
 // carries span contexts and baggage in gRPC metadata. By default grpctrace
-// uses otel.GetTextMapPropagator(), looked up on every RPC. It has no effect
+// uses otel.GetTextMapPropagator(), looked up on every RPC, which
+// propagates nothing until the program sets one (otel.SetTextMapPropagator):
+// then every server span starts a trace of its own. It has no effect
 // without WithTracerProvider: OpenTracing tracers propagate themselves.
 func WithPropagators(p propagation.TextMapPropagator) Option {
 	return optionFunc(func(c *config) {

@@ -10,8 +10,9 @@ import (
 )
 
 // The seam between the core and a tracing API. The core (call.go) decides
-// what to record and when; a recorder turns that into one API's calls. The
-// OpenTracing recorder is in record_opentracing.go.
+// what to record and when; a recorder turns that into one API's calls:
+// record_opentracing.go for OpenTracing, record_opentelemetry.go for
+// OpenTelemetry.
 
 // recorder makes the recordings of a door's spans. It is built once per
 // constructor, for one side.
@@ -43,7 +44,7 @@ type recorder interface {
 
 // span is the recording of one span. Its methods are called by one
 // goroutine at a time (the core orders them): localParent or extract first,
-// then start, then the others, end last.
+// then start, then the others, outcome and finish last.
 type span interface {
 	// localParent returns the parent a client span has in ctx, and whether
 	// ctx carries a span at all.
@@ -78,10 +79,11 @@ type span interface {
 
 // spanStart is what a span starts with, besides its name.
 type spanStart struct {
-	client bool
-	parent any // from localParent or extract; nil: a root span
-	// untrusted is a remote parent the span does not join (a public
-	// endpoint's caller), for a recorder that links it at start.
+	parent any // from localParent or extract; nil: none
+	// public: a server facing untrusted clients, whose span starts a new
+	// trace whatever came; untrusted is the remote parent it does not join,
+	// if any, for a recorder that links it at start.
+	public    bool
 	untrusted any
 	method    any // the recorder's forMethod
 	// the peer: a client's target (forTarget's), or the address a server's
@@ -89,7 +91,6 @@ type spanStart struct {
 	target any
 	addr   net.Addr
 	local  net.Addr // a server's own address the client called
-	at     time.Time
 }
 
 // spanEnd is how a span ends.

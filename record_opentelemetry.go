@@ -38,6 +38,7 @@ type otelRecorder struct {
 	tracer trace.Tracer
 	prop   propagation.TextMapPropagator // nil: otel.GetTextMapPropagator(), per RPC
 	noop   bool
+	server bool
 	kind   trace.SpanStartOption
 	// servers holds, per server address (a server's own, or an attempt's
 	// peer), the attributes that name it: a server sees few.
@@ -52,7 +53,7 @@ type serverName struct {
 }
 
 func newOTelRecorder(tp trace.TracerProvider, p propagation.TextMapPropagator, s side) *otelRecorder {
-	r := &otelRecorder{tracer: tp.Tracer(scopeName), prop: p, kind: trace.WithSpanKind(trace.SpanKindServer)}
+	r := &otelRecorder{tracer: tp.Tracer(scopeName), prop: p, server: s == serverSide, kind: trace.WithSpanKind(trace.SpanKindServer)}
 	if s == clientSide {
 		r.kind = trace.WithSpanKind(trace.SpanKindClient)
 	}
@@ -140,8 +141,11 @@ type otelSpan struct {
 	r    *otelRecorder
 	span trace.Span
 	ctx  context.Context // carrying the span, as Start returned it
-	in   incomingCarrier
-	opts [6]trace.SpanStartOption
+	// extracted is what the propagators made of a server's incoming
+	// metadata: the caller's baggage, and the remote span context if any.
+	extracted context.Context
+	in        incomingCarrier
+	opts      [5]trace.SpanStartOption
 }
 
 func (s *otelSpan) propagator() propagation.TextMapPropagator {
@@ -157,29 +161,36 @@ func (s *otelSpan) localParent(ctx context.Context) (any, bool) {
 	return nil, trace.SpanContextFromContext(ctx).IsValid()
 }
 
-// extract returns the context the propagators make of the incoming
-// metadata: the remote span context and the caller's baggage, which the
-// handler's context then carries. A propagator that panics on hostile
-// input is returned as an error, and the RPC goes on without a parent.
+// extract reads what the propagators make of the incoming metadata: the
+// caller's baggage, which the handler's context then carries, and the
+// remote span context, the parent (as the context itself). A propagator
+// that panics on hostile input is returned as an error, and the RPC goes
+// on without a parent or baggage.
 func (s *otelSpan) extract(ctx context.Context) (parent any, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			parent, err = nil, fmt.Errorf("propagator panicked extracting the span context: %v", r)
+			s.extracted, parent, err = nil, nil, fmt.Errorf("propagator panicked extracting the span context: %v", r)
 		}
 	}()
 	s.in = incomingCarrier{ctx: ctx}
-	extracted := s.propagator().Extract(ctx, &s.in)
+	s.extracted = s.propagator().Extract(ctx, &s.in)
 	err = s.in.corruption()
-	if sc := trace.SpanContextFromContext(extracted); !sc.IsValid() || !sc.IsRemote() {
+	if sc := trace.SpanContextFromContext(s.extracted); !sc.IsValid() || !sc.IsRemote() {
 		return nil, err
 	}
-	return extracted, err
+	return s.extracted, err
 }
 
+// start starts the span. A client's is the child of the span in ctx. A
+// server's is the child of the remote span context, under the extracted
+// context (its baggage); without one, or on a public endpoint, it starts a
+// new trace, as on the OpenTracing path, linked to the caller's context
+// where a public endpoint had one, and a public endpoint passes no
+// baggage on.
 func (s *otelSpan) start(ctx context.Context, name string, from spanStart) context.Context {
 	parent := ctx
-	if p, ok := from.parent.(context.Context); ok {
-		parent = p
+	if s.extracted != nil && !from.public {
+		parent = s.extracted
 	}
 	opts := append(s.opts[:0], s.r.kind)
 	if o, ok := from.method.(trace.SpanStartOption); ok {
@@ -191,12 +202,11 @@ func (s *otelSpan) start(ctx context.Context, name string, from spanStart) conte
 	if from.local != nil {
 		opts = append(opts, s.r.serverAttrs(from.local).opt)
 	}
-	if untrusted, ok := from.untrusted.(context.Context); ok {
-		// A public endpoint: a new trace, linked to the caller's.
-		opts = append(opts, trace.WithNewRoot(), trace.WithLinks(trace.Link{SpanContext: trace.SpanContextFromContext(untrusted)}))
+	if s.r.server && from.parent == nil {
+		opts = append(opts, trace.WithNewRoot())
 	}
-	if !from.at.IsZero() {
-		opts = append(opts, trace.WithTimestamp(from.at))
+	if untrusted, ok := from.untrusted.(context.Context); ok {
+		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: trace.SpanContextFromContext(untrusted)}))
 	}
 	s.ctx, s.span = s.r.tracer.Start(parent, name, opts...)
 	return s.ctx

@@ -112,9 +112,6 @@ func (o startOption) Apply(so *opentracing.StartSpanOptions) {
 	if parent, ok := from.parent.(opentracing.SpanContext); ok {
 		opentracing.ChildOf(parent).Apply(so)
 	}
-	if !from.at.IsZero() {
-		so.StartTime = from.at
-	}
 	o.s.kind.Apply(so)
 	method, _ := from.method.([]tag)
 	target, _ := from.target.([]tag)

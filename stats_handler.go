@@ -3,7 +3,6 @@ package grpctrace
 import (
 	"context"
 	"runtime"
-	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/stats"
@@ -29,10 +28,12 @@ import (
 //   - with WithPayloadLogging, the payloads are the messages gRPC decoded
 //     and encoded.
 //
-// The handler's context carries the span as opentracing.ContextWithSpan puts
-// it there (tracers' context hooks run, so under the OpenTelemetry bridge
-// the span is OpenTelemetry's current one too). The client's half-close is
-// not seen, and RPCInfo.Request and Response are nil for a SpanDecorator.
+// The handler's context carries the span as the tracing API puts it there:
+// trace.ContextWithSpan with WithTracerProvider, with the caller's baggage;
+// opentracing.ContextWithSpan otherwise (tracers' context hooks run, so
+// under the OpenTelemetry bridge the span is OpenTelemetry's current one
+// too). The client's half-close is not seen, and RPCInfo.Request and
+// Response are nil for a SpanDecorator.
 //
 // Installed together with the server interceptors, the handler makes the
 // span and the interceptors leave the RPC to it.
@@ -70,7 +71,7 @@ type handled struct{ cfg *config }
 // beginning it; should gRPC drop such an RPC without a word, its span ends
 // once the garbage collector finds the RPC's context unreachable.
 func (h *serverHandler) TagRPC(ctx context.Context, info *stats.RPCTagInfo) (tagged context.Context) {
-	c, noopCtx := h.cfg.startServer(ctx, info.FullMethodName, handlerFront, false, time.Time{})
+	c, noopCtx := h.cfg.startServer(ctx, info.FullMethodName, handlerFront, false)
 	if c == nil {
 		if noopCtx != nil {
 			return noopCtx

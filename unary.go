@@ -2,7 +2,6 @@ package grpctrace
 
 import (
 	"context"
-	"time"
 
 	"google.golang.org/grpc"
 )
@@ -47,7 +46,7 @@ func (cfg *config) startServerInterceptor(ctx context.Context, fullMethod string
 	if ctx.Value(handledKey{}) != nil {
 		return nil, nil
 	}
-	return cfg.startServer(ctx, fullMethod, interceptorFront, true, time.Time{})
+	return cfg.startServer(ctx, fullMethod, interceptorFront, true)
 }
 
 // UnaryClientInterceptor returns an interceptor that traces unary RPCs on
