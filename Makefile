@@ -80,7 +80,7 @@ fleet:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 .
 
-## bench-compare: grpctrace next to peer libraries (benchmarks/), in interleaved rounds; writes benchmarks/RESULTS.md (about 12 minutes).
+## bench-compare: grpctrace next to peer libraries (benchmarks/), in interleaved rounds; writes benchmarks/RESULTS.md (about 16 minutes).
 # The library is measured as committed (git archive HEAD), with the working tree's benchmarks/.
 BENCHSTAT := $(BIN)/benchstat
 BENCH_ROUNDS ?= 6
