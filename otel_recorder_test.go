@@ -283,13 +283,6 @@ func (p *otelTP) find(t testing.TB, name string, kind trace.SpanKind) otelSpanDa
 	return found[0]
 }
 
-// started returns how many spans were started.
-func (p *otelTP) started() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.spans)
-}
-
 // waitSettled waits until every span started has ended, and fails the test
 // if that does not happen within a generous bound, or a span ended twice
 // or changed after it ended.
@@ -398,7 +391,7 @@ func (p *otelTP) tree() []node {
 		for _, e := range s.Events {
 			fields := map[string]string{"event": e.name}
 			for _, kv := range e.attrs {
-				fields[string(kv.Key)] = kv.Value.Emit()
+				fields[string(kv.Key)] = kv.Value.String()
 			}
 			n.Logs = append(n.Logs, fields)
 		}
