@@ -1,0 +1,90 @@
+package grpctrace_test
+
+import (
+	"context"
+	"fmt"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/c2e00e20/grpctrace"
+)
+
+// Trace everything except health checks and server reflection. HealthCheck
+// and Reflection say what an RPC is, as otelgrpc's filters do; Not turns
+// them into "trace unless".
+func ExampleHealthCheck() {
+	filter := grpctrace.Not(grpctrace.Any(grpctrace.HealthCheck(), grpctrace.Reflection()))
+	for _, m := range []string{
+		"/grpc.health.v1.Health/Check",
+		"/grpc.health.v1.Health/Watch",
+		"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+		"/shop.Cart/Checkout",
+	} {
+		fmt.Println(filter(context.Background(), m), m)
+	}
+	// Output:
+	// false /grpc.health.v1.Health/Check
+	// false /grpc.health.v1.Health/Watch
+	// false /grpc.reflection.v1.ServerReflection/ServerReflectionInfo
+	// true /shop.Cart/Checkout
+}
+
+// Trace one service, except for one of its methods.
+func ExampleAll() {
+	filter := grpctrace.All(
+		grpctrace.ServiceName("shop.Cart"),
+		grpctrace.Not(grpctrace.MethodName("/shop.Cart/Ping")),
+	)
+	for _, m := range []string{
+		"/shop.Cart/Checkout",
+		"/shop.Cart/Ping",
+		"/shop.Billing/Charge",
+	} {
+		fmt.Println(filter(context.Background(), m), m)
+	}
+	// Output:
+	// true /shop.Cart/Checkout
+	// false /shop.Cart/Ping
+	// false /shop.Billing/Charge
+}
+
+// Trace the RPCs of either of two services, and one method of a third.
+func ExampleAny() {
+	filter := grpctrace.Any(
+		grpctrace.ServiceName("shop.Cart", "shop.Billing"),
+		grpctrace.MethodName("/shop.Admin/Refund"),
+	)
+	for _, m := range []string{
+		"/shop.Cart/Checkout",
+		"/shop.Billing/Charge",
+		"/shop.Admin/Refund",
+		"/shop.Admin/Audit",
+	} {
+		fmt.Println(filter(context.Background(), m), m)
+	}
+	// Output:
+	// true /shop.Cart/Checkout
+	// true /shop.Billing/Charge
+	// true /shop.Admin/Refund
+	// false /shop.Admin/Audit
+}
+
+// One list of options for both interceptors of a server, and for both of a
+// client, so that the filter cannot be left off one of them.
+func ExampleServerInterceptors() {
+	opts := []grpctrace.Option{
+		grpctrace.WithFilter(grpctrace.Not(grpctrace.HealthCheck())),
+	}
+
+	srv := grpc.NewServer(grpctrace.ServerInterceptors(opts...)...)
+	defer srv.Stop()
+
+	conn, err := grpc.NewClient("dns:///cart.example:443", append(grpctrace.DialOptions(opts...),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer conn.Close()
+}
