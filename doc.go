@@ -13,73 +13,107 @@
 //
 // # Usage
 //
-// A server and a client, both traced with the tracer registered as the
-// global tracer (see WithTracer to pass one explicitly):
+// Install the interceptors (or the stats handlers) on both sides. Each
+// traced RPC gets a client span and a server span, and the handler's context
+// carries the server span. A handler that uses its span checks for nil,
+// because an RPC that the filter (WithFilter) leaves untraced has no span.
 //
-//	package main
+// By default spans go to the OpenTracing API, through the global tracer
+// (opentracing.GlobalTracer) unless WithTracer names one. With
+// WithTracerProvider, they go to OpenTelemetry instead, and WithPropagators
+// sets how span contexts and baggage travel; ExampleWithTracerProvider shows
+// this. Here is the program of Example_clientAndServer, which go test runs.
+// It uses an in-memory connection, the OpenTracing mock tracer and this
+// package's testpb service:
 //
-//	import (
-//		"context"
-//		"log"
-//		"net"
+//	type greeter struct{ *testpb.Server }
 //
-//		"github.com/c2e00e20/grpctrace"
-//		"github.com/opentracing/opentracing-go"
-//		"google.golang.org/grpc"
-//		"google.golang.org/grpc/credentials/insecure"
-//		pb "google.golang.org/grpc/examples/helloworld/helloworld"
-//	)
-//
-//	type greeter struct{ pb.UnimplementedGreeterServer }
-//
-//	func (greeter) SayHello(ctx context.Context, req *pb.HelloRequest) (*pb.HelloReply, error) {
-//		// ctx carries the server span: child spans and baggage work as usual.
-//		span := opentracing.SpanFromContext(ctx)
-//		span.SetTag("name", req.GetName())
-//		return &pb.HelloReply{Message: "Hello " + req.GetName()}, nil
+//	func (g greeter) Unary(ctx context.Context, req *testpb.Request) (*testpb.Response, error) {
+//		if span := opentracing.SpanFromContext(ctx); span != nil {
+//			span.SetTag("greeting.name", req.GetValue())
+//		}
+//		return g.Server.Unary(ctx, req)
 //	}
 //
-//	func main() {
-//		opentracing.SetGlobalTracer(newTracer()) // Jaeger, the OpenTelemetry bridge, ...
+//	func Example_clientAndServer() {
+//		tracer := mocktracer.New()
 //
-//		lis, err := net.Listen("tcp", "127.0.0.1:0")
-//		if err != nil {
-//			log.Fatal(err)
-//		}
+//		lis := bufconn.Listen(1 << 20)
 //		srv := grpc.NewServer(
-//			grpc.ChainUnaryInterceptor(grpctrace.UnaryServerInterceptor()),
-//			grpc.ChainStreamInterceptor(grpctrace.StreamServerInterceptor()),
+//			grpc.ChainUnaryInterceptor(grpctrace.UnaryServerInterceptor(grpctrace.WithTracer(tracer))),
+//			grpc.ChainStreamInterceptor(grpctrace.StreamServerInterceptor(grpctrace.WithTracer(tracer))),
 //		)
-//		pb.RegisterGreeterServer(srv, greeter{})
+//		testpb.RegisterTestServiceServer(srv, greeter{testpb.NewServer()})
 //		go srv.Serve(lis)
 //		defer srv.Stop()
 //
-//		conn, err := grpc.NewClient(lis.Addr().String(),
+//		conn, err := grpc.NewClient("passthrough:///bufnet",
+//			grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
 //			grpc.WithTransportCredentials(insecure.NewCredentials()),
-//			grpc.WithChainUnaryInterceptor(grpctrace.UnaryClientInterceptor()),
-//			grpc.WithChainStreamInterceptor(grpctrace.StreamClientInterceptor()),
+//			grpc.WithChainUnaryInterceptor(grpctrace.UnaryClientInterceptor(grpctrace.WithTracer(tracer))),
+//			grpc.WithChainStreamInterceptor(grpctrace.StreamClientInterceptor(grpctrace.WithTracer(tracer))),
 //		)
 //		if err != nil {
 //			log.Fatal(err)
 //		}
 //		defer conn.Close()
 //
-//		span, ctx := opentracing.StartSpanFromContext(context.Background(), "greet")
-//		defer span.Finish()
-//		reply, err := pb.NewGreeterClient(conn).SayHello(ctx, &pb.HelloRequest{Name: "world"})
+//		parent := tracer.StartSpan("checkout")
+//		ctx := opentracing.ContextWithSpan(context.Background(), parent)
+//		reply, err := testpb.NewTestServiceClient(conn).Unary(ctx, &testpb.Request{Value: "world"})
 //		if err != nil {
 //			log.Fatal(err)
 //		}
-//		log.Print(reply.GetMessage())
+//		parent.Finish()
+//		fmt.Println("reply:", reply.GetValue())
+//
+//		// Print the trace as a tree: the server span is the client span's child.
+//		spans := tracer.FinishedSpans()
+//		children := map[int][]*mocktracer.MockSpan{}
+//		for _, s := range spans {
+//			children[s.ParentID] = append(children[s.ParentID], s)
+//		}
+//		var print func(parentID, depth int)
+//		print = func(parentID, depth int) {
+//			for _, s := range children[parentID] {
+//				kind := s.Tag("span.kind")
+//				if kind == nil {
+//					kind = "-"
+//				}
+//				fmt.Printf("%s%s kind=%v status=%v", strings.Repeat("  ", depth), s.OperationName, kind, s.Tag("rpc.grpc.status_code"))
+//				if name := s.Tag("greeting.name"); name != nil {
+//					fmt.Printf(" greeting.name=%v", name)
+//				}
+//				fmt.Println()
+//				print(s.SpanContext.SpanID, depth+1)
+//			}
+//		}
+//		print(0, 0)
+//		// Output:
+//		// reply: world
+//		// checkout kind=- status=<nil>
+//		//   /grpctrace.testpb.TestService/Unary kind=client status=0
+//		//     /grpctrace.testpb.TestService/Unary kind=server status=0 greeting.name=world
 //	}
 //
-// Example_clientAndServer in the package's tests runs the same program over an
-// in-memory connection with the OpenTracing mock tracer and prints the spans.
+// The same with OpenTelemetry, as a fragment: tp is the program's
+// trace.TracerProvider (an SDK provider, or otel.GetTracerProvider()), and
+// creds its transport credentials dial option:
+//
+//	opts := []grpctrace.Option{
+//		grpctrace.WithTracerProvider(tp),
+//		grpctrace.WithPropagators(propagation.TraceContext{}),
+//	}
+//	srv := grpc.NewServer(grpctrace.ServerInterceptors(opts...)...)
+//	conn, err := grpc.NewClient(target, append(grpctrace.DialOptions(opts...), creds)...)
+//
+// In an OpenTelemetry handler the span is trace.SpanFromContext(ctx), which
+// is never nil: a non-recording span when the context carries none.
 //
 // # Spans
 //
-// Spans are named after the full method, "/package.Service/Method" (see
-// WithOperationName), and tagged:
+// OpenTracing spans are named after the full method,
+// "/package.Service/Method" (see WithOperationName), and tagged:
 //
 //	component            gRPC
 //	span.kind            client or server (given at start, with the ChildOf reference)
@@ -96,6 +130,10 @@
 // message (the status message). Problems of the tracing itself, such as a
 // span context that cannot be extracted, are logged on the span and never
 // change the RPC's outcome.
+//
+// OpenTelemetry spans (WithTracerProvider) follow OpenTelemetry's RPC
+// conventions instead: they are named "package.Service/Method", have the
+// client or server span kind, and carry the conventions' attributes.
 //
 // # Streams
 //
