@@ -8,12 +8,29 @@ MODULES := $(shell find . -name go.mod -not -path './tools/*' -printf '%h\n' | s
 BIN := $(CURDIR)/bin
 STATICCHECK := $(BIN)/staticcheck
 
-.PHONY: all test lint fmt-check vet staticcheck race bench bench-compare proto proto-check clean demo e2e fuzz fuzz-short soak fuzz-for fleet
+.PHONY: test-versions test-newest test-go127 all test lint fmt-check vet staticcheck race bench bench-compare proto proto-check clean demo e2e fuzz fuzz-short soak fuzz-for fleet
 
 all: test
 
 ## test: everything CI checks: formatting, vet, staticcheck, the race-enabled tests of every module (the hardening soak's short version, 2000 RPCs, among them), and each fuzz target for FUZZ_SHORT.
 test: lint race fuzz-short
+
+## test-versions: the root module's race-enabled tests at both ends of what it supports: with the newest gRPC-Go (go.mod requires the oldest), and on the newer Go release.
+test-versions: test-newest test-go127
+
+## test-newest: the root module's tests with gRPC-Go GRPC_NEWEST (latest), in a temporary copy whose go.mod is raised to it.
+GRPC_NEWEST ?= latest
+test-newest:
+	src=$$(mktemp -d) && trap 'rm -rf "$$src"' EXIT && \
+	git ls-files -z | grep -zv '^benchmarks/\|^e2e/\|^examples/\|^fleet/\|^hardening/\|^tools/' | xargs -0 cp --parents -t "$$src" && \
+	cd "$$src" && $(GO) get google.golang.org/grpc@$(GRPC_NEWEST) && $(GO) mod tidy && \
+	echo "go test -race with $$($(GO) list -m google.golang.org/grpc)" && $(GO) test -race -count=1 ./...
+
+## test-go127: the root module's tests on Go GO_NEWER (go1.27.4), a toolchain the module proxy serves.
+GO_NEWER ?= go1.27.4
+test-go127:
+	GOTOOLCHAIN=$(GO_NEWER) $(GO) version
+	GOTOOLCHAIN=$(GO_NEWER) $(GO) vet . && GOTOOLCHAIN=$(GO_NEWER) $(GO) test -race -count=1 ./...
 
 ## lint: gofmt, go vet and staticcheck over every module.
 lint: fmt-check vet staticcheck

@@ -564,19 +564,25 @@ func TestStreamRetry(t *testing.T) {
 	}
 }
 
-// rpcTimes is a stats.Handler of the test's own, installed after
-// grpctrace's on the same client and server, that records the begin and end
-// times gRPC reports for each side.
-type rpcTimes struct {
+// timesLog records the begin and end times gRPC reports for each side.
+type timesLog struct {
 	mu         sync.Mutex
 	begin, end map[string][]time.Time // by side: "client", "server"
-	// ended receives once per End recorded: grpctrace's handler runs
-	// first, so a finished span does not mean this one has seen the End.
+	// ended receives once per End handed on.
 	ended chan struct{}
 }
 
+// rpcTimes is a stats.Handler of the test's own that wraps grpctrace's: it
+// records the begin and end times of the very events gRPC hands it (gRPC
+// releases before 1.8x give each handler an event, and a time, of its
+// own), then hands them on.
+type rpcTimes struct {
+	*timesLog
+	inner stats.Handler
+}
+
 // waitEnds waits for n Ends to have been recorded.
-func (h *rpcTimes) waitEnds(t *testing.T, n int) {
+func (h *timesLog) waitEnds(t *testing.T, n int) {
 	t.Helper()
 	timeout := time.After(10 * time.Second)
 	for range n {
@@ -595,23 +601,30 @@ func sideOf(client bool) string {
 	return "server"
 }
 
-func (h *rpcTimes) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context { return ctx }
+func (h *rpcTimes) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
+	return h.inner.TagRPC(ctx, info)
+}
 
-func (h *rpcTimes) HandleRPC(_ context.Context, s stats.RPCStats) {
+func (h *rpcTimes) HandleRPC(ctx context.Context, s stats.RPCStats) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	switch s := s.(type) {
 	case *stats.Begin:
 		h.begin[sideOf(s.Client)] = append(h.begin[sideOf(s.Client)], s.BeginTime)
 	case *stats.End:
 		h.end[sideOf(s.Client)] = append(h.end[sideOf(s.Client)], s.EndTime)
+	}
+	h.mu.Unlock()
+	h.inner.HandleRPC(ctx, s)
+	if _, ok := s.(*stats.End); ok {
 		h.ended <- struct{}{}
 	}
 }
 
-func (*rpcTimes) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
+func (h *rpcTimes) TagConn(ctx context.Context, info *stats.ConnTagInfo) context.Context {
+	return h.inner.TagConn(ctx, info)
+}
 
-func (*rpcTimes) HandleConn(context.Context, stats.ConnStats) {}
+func (h *rpcTimes) HandleConn(ctx context.Context, s stats.ConnStats) { h.inner.HandleConn(ctx, s) }
 
 // TestHandlerSpanTimesAreGRPCs: with the stats handlers only, no decorator,
 // and an RPC that succeeds, the spans' times are gRPC's. Both the client
@@ -626,11 +639,10 @@ func TestHandlerSpanTimesAreGRPCs(t *testing.T) {
 	for _, method := range []string{"Unary", "ServerStream"} {
 		t.Run(method, func(t *testing.T) {
 			tracer := newRecorder()
-			times := &rpcTimes{begin: map[string][]time.Time{}, end: map[string][]time.Time{}, ended: make(chan struct{}, 8)}
+			times := &timesLog{begin: map[string][]time.Time{}, end: map[string][]time.Time{}, ended: make(chan struct{}, 8)}
 			lis := bufconn.Listen(1 << 20)
 			srv := grpc.NewServer(
-				grpc.StatsHandler(grpctrace.NewServerHandler(grpctrace.WithTracer(tracer))),
-				grpc.StatsHandler(times),
+				grpc.StatsHandler(&rpcTimes{times, grpctrace.NewServerHandler(grpctrace.WithTracer(tracer))}),
 			)
 			testpb.RegisterTestServiceServer(srv, testpb.NewServer())
 			served := make(chan struct{})
@@ -641,8 +653,7 @@ func TestHandlerSpanTimesAreGRPCs(t *testing.T) {
 			conn, err := grpc.NewClient("passthrough:///bufnet",
 				grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
 				grpc.WithTransportCredentials(insecure.NewCredentials()),
-				grpc.WithStatsHandler(grpctrace.NewClientHandler(grpctrace.WithTracer(tracer))),
-				grpc.WithStatsHandler(times),
+				grpc.WithStatsHandler(&rpcTimes{times, grpctrace.NewClientHandler(grpctrace.WithTracer(tracer))}),
 			)
 			if err != nil {
 				t.Fatal(err)
