@@ -15,16 +15,17 @@ all: test
 ## test: everything CI checks: formatting, vet, staticcheck, the race-enabled tests of every module (the hardening soak's short version, 2000 RPCs, among them), and each fuzz target for FUZZ_SHORT.
 test: lint race fuzz-short
 
-## test-versions: the root module's race-enabled tests at both ends of what it supports: with the newest gRPC-Go (go.mod requires the oldest), and on the newer Go release.
+## test-versions: the root module's race-enabled tests at both ends of what it supports: with the newest gRPC-Go and OpenTelemetry API (go.mod requires the oldest), and on the newer Go release.
 test-versions: test-newest test-go127
 
-## test-newest: the root module's tests with gRPC-Go GRPC_NEWEST (latest), in a temporary copy whose go.mod is raised to it.
+## test-newest: the root module's tests with gRPC-Go GRPC_NEWEST and the OpenTelemetry API OTEL_NEWEST (latest), in a temporary copy whose go.mod is raised to them.
 GRPC_NEWEST ?= latest
+OTEL_NEWEST ?= latest
 test-newest:
 	src=$$(mktemp -d) && trap 'rm -rf "$$src"' EXIT && \
 	git ls-files -z | grep -zv '^benchmarks/\|^e2e/\|^examples/\|^fleet/\|^hardening/\|^tools/' | xargs -0 cp --parents -t "$$src" && \
-	cd "$$src" && $(GO) get google.golang.org/grpc@$(GRPC_NEWEST) && $(GO) mod tidy && \
-	echo "go test -race with $$($(GO) list -m google.golang.org/grpc)" && $(GO) test -race -count=1 ./...
+	cd "$$src" && $(GO) get google.golang.org/grpc@$(GRPC_NEWEST) go.opentelemetry.io/otel@$(OTEL_NEWEST) go.opentelemetry.io/otel/trace@$(OTEL_NEWEST) && $(GO) mod tidy && \
+	echo "go test -race with $$($(GO) list -m google.golang.org/grpc go.opentelemetry.io/otel | tr '\n' ' ')" && $(GO) test -race -count=1 ./...
 
 ## test-go127: the root module's tests on Go GO_NEWER (go1.27.4), a toolchain the module proxy serves.
 GO_NEWER ?= go1.27.4

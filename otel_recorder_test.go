@@ -3,6 +3,7 @@ package grpctrace_test
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"slices"
 	"sort"
 	"sync"
@@ -391,7 +392,7 @@ func (p *otelTP) tree() []node {
 		for _, e := range s.Events {
 			fields := map[string]string{"event": e.name}
 			for _, kv := range e.attrs {
-				fields[string(kv.Key)] = kv.Value.String()
+				fields[string(kv.Key)] = fmt.Sprint(kv.Value.AsInterface())
 			}
 			n.Logs = append(n.Logs, fields)
 		}
