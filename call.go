@@ -32,7 +32,6 @@ import (
 // and handledKey.
 type call struct {
 	cfg    *config // the door's: who made the call
-	front  front
 	method *method
 	rec    span
 	// ctx is the RPC's context as grpctrace hands it on, carrying the
@@ -60,14 +59,6 @@ type call struct {
 	// begun: gRPC began the RPC (the server stats handler's call).
 	begun bool
 }
-
-// front is the kind of door that made a call.
-type front uint8
-
-const (
-	interceptorFront front = iota
-	handlerFront
-)
 
 // callKey is the context key of the call a door stores in the RPC's
 // context: one key per constructor.
@@ -98,14 +89,14 @@ type handledKey struct{}
 // RPC; noop reports the recorder's (the tracer records nothing). Its span
 // is not started yet. cacheMethod says whether the method name is known to
 // be served (see config.method).
-func (cfg *config) newCall(ctx context.Context, fullMethod string, f front, cacheMethod bool) (c *call, noop bool) {
+func (cfg *config) newCall(ctx context.Context, fullMethod string, cacheMethod bool) (c *call, noop bool) {
 	if cfg.filter != nil && !cfg.filter(ctx, fullMethod) {
 		return nil, false
 	}
 	if c = cfg.rec.newCall(); c == nil {
 		return nil, true
 	}
-	c.cfg, c.front, c.method, c.ctx = cfg, f, cfg.method(fullMethod, cacheMethod), ctx
+	c.cfg, c.method, c.ctx = cfg, cfg.method(fullMethod, cacheMethod), ctx
 	return c, false
 }
 
@@ -126,8 +117,8 @@ func (c *call) start(ctx context.Context, from spanStart) (started bool) {
 // startClient starts the span of a client call or attempt under ctx: child
 // of the span ctx carries, if any. It returns nil when the RPC is not to be
 // traced. target names the server, if the door knows it (forTarget's).
-func (cfg *config) startClient(ctx context.Context, fullMethod string, f front, target any) *call {
-	c, _ := cfg.newCall(ctx, fullMethod, f, true)
+func (cfg *config) startClient(ctx context.Context, fullMethod string, target any) *call {
+	c, _ := cfg.newCall(ctx, fullMethod, true)
 	if c == nil {
 		return nil
 	}
@@ -175,8 +166,8 @@ func (c *call) inject(md metadata.MD) {
 // handler's context, carrying the tracer's no-op span (see
 // recorder.noopContext). A traced RPC's handler context comes from
 // serverContext, inside the door's guard.
-func (cfg *config) startServer(ctx context.Context, fullMethod string, f front, cacheMethod bool) (*call, context.Context) {
-	c, noop := cfg.newCall(ctx, fullMethod, f, cacheMethod)
+func (cfg *config) startServer(ctx context.Context, fullMethod string, cacheMethod bool) (*call, context.Context) {
+	c, noop := cfg.newCall(ctx, fullMethod, cacheMethod)
 	if noop {
 		return nil, cfg.rec.noopContext(ctx)
 	}

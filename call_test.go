@@ -109,7 +109,7 @@ func (hookTracer) ContextWithSpanHook(ctx context.Context, span opentracing.Span
 func startTestCall(t testing.TB, cfg *config, ctx context.Context) (context.Context, *call) {
 	t.Helper()
 	if cfg.side == clientSide {
-		c := cfg.startClient(ctx, "/pkg.Svc/M", interceptorFront, cfg.rec.forTarget("dns:///svc.example:443"))
+		c := cfg.startClient(ctx, "/pkg.Svc/M", cfg.rec.forTarget("dns:///svc.example:443"))
 		if c == nil {
 			t.Fatal("client call not started")
 		}

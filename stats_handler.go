@@ -71,7 +71,7 @@ type handled struct{ cfg *config }
 // beginning it; should gRPC drop such an RPC without a word, its span ends
 // once the garbage collector finds the RPC's context unreachable.
 func (h *serverHandler) TagRPC(ctx context.Context, info *stats.RPCTagInfo) (tagged context.Context) {
-	c, noopCtx := h.cfg.startServer(ctx, info.FullMethodName, handlerFront, false)
+	c, noopCtx := h.cfg.startServer(ctx, info.FullMethodName, false)
 	if c == nil {
 		if noopCtx != nil {
 			return noopCtx
@@ -110,7 +110,7 @@ type clientHandler struct{ cfg *config }
 // TagRPC starts the span of an attempt and returns the attempt's context,
 // which carries the span and outgoing metadata holding its span context.
 func (h *clientHandler) TagRPC(ctx context.Context, info *stats.RPCTagInfo) (tagged context.Context) {
-	c := h.cfg.startClient(ctx, info.FullMethodName, handlerFront, nil)
+	c := h.cfg.startClient(ctx, info.FullMethodName, nil)
 	if c == nil {
 		if h.cfg.ownCall(ctx) != nil {
 			// ctx is that of another RPC of this handler's (a call made

@@ -46,7 +46,7 @@ func (cfg *config) startServerInterceptor(ctx context.Context, fullMethod string
 	if ctx.Value(handledKey{}) != nil {
 		return nil, nil
 	}
-	return cfg.startServer(ctx, fullMethod, interceptorFront, true)
+	return cfg.startServer(ctx, fullMethod, true)
 }
 
 // UnaryClientInterceptor returns an interceptor that traces unary RPCs on
@@ -89,5 +89,5 @@ func (cfg *config) startClientInterceptor(ctx context.Context, method string, cc
 			target = cfg.targets.add(cc.Target(), cfg.rec.forTarget(cc.CanonicalTarget()))
 		}
 	}
-	return cfg.startClient(ctx, method, interceptorFront, target)
+	return cfg.startClient(ctx, method, target)
 }
