@@ -30,14 +30,17 @@ const (
 //  2. An OpenTracing span (opentracing.SpanFromContext): its context is
 //     injected, in the HTTPHeaders format, into a scratch
 //     opentracing.TextMapCarrier with the span's own tracer, and the IDs
-//     are read from the first of these well-known headers found (keys
-//     compared case-insensitively), as the tracer wrote them:
-//     - W3C trace context: "traceparent" (version-trace-span-flags, the
+//     are read from the first of the well-known headers below found (keys
+//     compared case-insensitively), as the tracer wrote them.
+//
+// The headers read from an OpenTracing span's context are:
+//
+//   - W3C trace context: "traceparent" (version-trace-span-flags, the
 //     trace ID 32 hex digits and the span ID 16, not all zeros);
-//     - Jaeger: "uber-trace-id" (trace:span:parent:flags, hex; the
-//     value may be URL-escaped);
-//     - B3 multi-header: "x-b3-traceid" and "x-b3-spanid";
-//     - opentracing-go's mocktracer: "mockpfx-ids-traceid" and
+//   - Jaeger: "uber-trace-id" (trace:span:parent:flags, hex; the value may
+//     be URL-escaped);
+//   - B3 multi-header: "x-b3-traceid" and "x-b3-spanid";
+//   - opentracing-go's mocktracer: "mockpfx-ids-traceid" and
 //     "mockpfx-ids-spanid" (decimal).
 //
 // An OpenTracing tracer that propagates in another format, fails to

@@ -248,22 +248,16 @@ func TestTraceIDsRPC(t *testing.T) {
 	}
 }
 
-// ExampleLogFields adds the trace and span IDs of each RPC's server span to
-// go-grpc-middleware v2's log lines.
+// ExampleLogFields: the fields for a context with a span, as
+// go-grpc-middleware v2's logging interceptor adds them to a log line, and
+// none without a span.
 func ExampleLogFields() {
-	logger := logging.LoggerFunc(func(_ context.Context, _ logging.Level, msg string, fields ...any) {
-		fmt.Println(msg, fields)
-	})
+	// Give this to go-grpc-middleware v2's logging interceptor, placed after
+	// grpctrace's in the chain (Example_middlewareChain shows the chain):
+	// logging.WithFieldsFromContext(fieldsFromContext).
 	fieldsFromContext := func(ctx context.Context) logging.Fields {
 		return grpctrace.LogFields(ctx)
 	}
-	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(
-		// grpctrace first, so that the logging interceptor's context
-		// carries the server span.
-		grpctrace.UnaryServerInterceptor(),
-		logging.UnaryServerInterceptor(logger, logging.WithFieldsFromContext(fieldsFromContext)),
-	))
-	defer srv.Stop()
 
 	// What the logging interceptor adds for a span with these IDs:
 	ctx := trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{

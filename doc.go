@@ -145,6 +145,7 @@
 // # Cost
 //
 // The decision to trace is made once per RPC. With an opentracing.NoopTracer
-// (the global tracer's default) grpctrace does nothing at all, and with message
-// events and payload logging off it does no work per stream message.
+// (the global tracer's default) grpctrace records and sends nothing (server
+// handlers still find the NoopTracer's span in their context), and with
+// message events and payload logging off it does no work per stream message.
 package grpctrace

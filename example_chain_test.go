@@ -26,9 +26,19 @@ import (
 // records the error the recovery handler makes of it.
 func Example_middlewareChain() {
 	tracer := mocktracer.New()
-	logger := logging.LoggerFunc(func(ctx context.Context, _ logging.Level, msg string, fields ...any) {
-		traceID, _ := grpctrace.TraceIDs(ctx)
-		fmt.Printf("log %q, with the trace id: %v\n", msg, traceID != "")
+	type logged struct{ msg, traceID, spanID string }
+	var lines []logged // the calls are sequential, and so are the log calls
+	logger := logging.LoggerFunc(func(_ context.Context, _ logging.Level, msg string, fields ...any) {
+		l := logged{msg: msg}
+		for i := 0; i+1 < len(fields); i += 2 {
+			switch fields[i] {
+			case grpctrace.LogFieldTraceID:
+				l.traceID = fmt.Sprint(fields[i+1])
+			case grpctrace.LogFieldSpanID:
+				l.spanID = fmt.Sprint(fields[i+1])
+			}
+		}
+		lines = append(lines, l)
 	})
 	notHealth := selector.MatchFunc(func(_ context.Context, c interceptors.CallMeta) bool {
 		return c.Service != "grpc.health.v1.Health" // log every call but health checks
@@ -40,7 +50,7 @@ func Example_middlewareChain() {
 			logging.WithFieldsFromContext(func(ctx context.Context) logging.Fields { return grpctrace.LogFields(ctx) }),
 		), notHealth),
 		recovery.UnaryServerInterceptor(recovery.WithRecoveryHandler(func(p any) error {
-			return status.Errorf(codes.Internal, "recovered: %v", p)
+			return status.Errorf(codes.Unavailable, "recovered: %v", p)
 		})),
 	)}
 	conn, stop := exampleConn(func(s *grpc.Server) { healthpb.RegisterHealthServer(s, health.NewServer()) }, srvOpts)
@@ -55,14 +65,24 @@ func Example_middlewareChain() {
 	}
 	_, err := client.Unary(context.Background(), &testpb.Request{Panic: true})
 	fmt.Println("panicking call:", status.Code(err))
-	for _, span := range tracer.FinishedSpans() {
+	spans := tracer.FinishedSpans()
+	for _, span := range spans {
 		fmt.Println(span.OperationName, "status", span.Tag("rpc.grpc.status_code"))
 	}
+	for _, l := range lines {
+		logs := "no span"
+		for _, span := range spans {
+			if l.traceID == fmt.Sprint(span.SpanContext.TraceID) && l.spanID == fmt.Sprint(span.SpanContext.SpanID) {
+				logs = "the span of " + span.OperationName
+			}
+		}
+		fmt.Printf("log %q with trace_id and span_id of %s\n", l.msg, logs)
+	}
 	// Output:
-	// log "finished call", with the trace id: true
-	// log "finished call", with the trace id: true
-	// panicking call: Internal
+	// panicking call: Unavailable
 	// /grpc.health.v1.Health/Check status 0
 	// /grpctrace.testpb.TestService/Unary status 0
-	// /grpctrace.testpb.TestService/Unary status 13
+	// /grpctrace.testpb.TestService/Unary status 14
+	// log "finished call" with trace_id and span_id of the span of /grpctrace.testpb.TestService/Unary
+	// log "finished call" with trace_id and span_id of the span of /grpctrace.testpb.TestService/Unary
 }

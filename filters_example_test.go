@@ -3,11 +3,15 @@ package grpctrace_test
 import (
 	"context"
 	"fmt"
+	"log"
 
+	"github.com/opentracing/opentracing-go/mocktracer"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/c2e00e20/grpctrace"
+	"github.com/c2e00e20/grpctrace/testpb"
 )
 
 // Trace everything except health checks and server reflection. HealthCheck
@@ -71,20 +75,43 @@ func ExampleAny() {
 }
 
 // One list of options for both interceptors of a server, and for both of a
-// client, so that the filter cannot be left off one of them.
+// client, so that the filter cannot be left off one of them: the health
+// check, unary, and its streaming Watch run untraced on both sides.
 func ExampleServerInterceptors() {
+	tracer := mocktracer.New()
 	opts := []grpctrace.Option{
+		grpctrace.WithTracer(tracer),
 		grpctrace.WithFilter(grpctrace.Not(grpctrace.HealthCheck())),
 	}
+	conn, stop := exampleConn(func(s *grpc.Server) { healthpb.RegisterHealthServer(s, health.NewServer()) },
+		grpctrace.ServerInterceptors(opts...), grpctrace.DialOptions(opts...)...)
+	defer stop()
 
-	srv := grpc.NewServer(grpctrace.ServerInterceptors(opts...)...)
-	defer srv.Stop()
-
-	conn, err := grpc.NewClient("dns:///cart.example:443", append(grpctrace.DialOptions(opts...),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))...)
-	if err != nil {
-		fmt.Println(err)
-		return
+	ctx := context.Background()
+	hc := healthpb.NewHealthClient(conn)
+	if _, err := hc.Check(ctx, &healthpb.HealthCheckRequest{}); err != nil {
+		log.Fatal(err)
 	}
-	defer conn.Close()
+	watch, err := hc.Watch(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if _, err := watch.Recv(); err != nil {
+		log.Fatal(err)
+	}
+	stream, err := testpb.NewTestServiceClient(conn).ServerStream(ctx, &testpb.Request{Value: "v"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	for {
+		if _, err := stream.Recv(); err != nil {
+			break
+		}
+	}
+	for _, span := range tracer.FinishedSpans() {
+		fmt.Println(span.Tag("span.kind"), span.OperationName)
+	}
+	// Unordered output:
+	// server /grpctrace.testpb.TestService/ServerStream
+	// client /grpctrace.testpb.TestService/ServerStream
 }

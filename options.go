@@ -9,8 +9,8 @@ import (
 	"google.golang.org/grpc/codes"
 )
 
-// Option configures an interceptor. Options are applied once, when the
-// interceptor is built; a nil Option, or an option given a nil argument, is
+// Option configures an interceptor or a stats handler. Options are applied
+// once, when the interceptor or handler is built; a nil Option, or an option given a nil argument, is
 // ignored so that callers can pass optional settings straight through.
 type Option interface {
 	apply(*config)
@@ -104,7 +104,9 @@ func WithFilter(f Filter) Option {
 }
 
 // WithOperationName names spans. The default is the full method,
-// "/package.Service/Method". The result is cached per method, so f must be a
+// "/package.Service/Method", on OpenTracing, and the full method without
+// its leading slash, "package.Service/Method", on OpenTelemetry (as
+// otelgrpc names spans). The result is cached per method, so f must be a
 // pure function of its argument.
 func WithOperationName(f func(fullMethod string) string) Option {
 	return optionFunc(func(c *config) {
@@ -158,9 +160,10 @@ func WithPayloadRedactor(r PayloadRedactor) Option {
 	})
 }
 
-// WithMessageEvents logs an event per stream message with its direction,
-// sequence number and size. It is off by default, and when off grpctrace
-// does no work per message.
+// WithMessageEvents records an event per message, unary RPCs' included,
+// with its direction, sequence number and size: a span log on OpenTracing,
+// a span event on OpenTelemetry. It is off by default, and when off
+// grpctrace does no work per message.
 func WithMessageEvents() Option {
 	return optionFunc(func(c *config) { c.messageEvents = true })
 }
@@ -174,8 +177,9 @@ func WithParentRequired() Option {
 
 // WithPublicEndpoint marks a server as facing untrusted clients: every
 // server span starts a new trace, incoming baggage is dropped, and the
-// incoming trace identity is logged on the span (event "untrusted parent")
-// so that the two traces can still be correlated. It has no effect on
+// incoming trace identity is kept so that the two traces can still be
+// correlated: logged on the span (event "untrusted parent") on OpenTracing,
+// a link to the caller's span on OpenTelemetry. It has no effect on
 // client interceptors.
 func WithPublicEndpoint() Option {
 	return WithPublicEndpointFunc(func(context.Context, string) bool { return true })
