@@ -384,30 +384,36 @@ func Example_clientContextTags() {
 }
 
 // Replacing middleware's trace ids in grpc_ctxtags (WithTraceHeaderName,
-// TagTraceId, TagSpanId, TagSampled), which logging middlewares such as
-// grpc_zap turn into log fields: an interceptor after grpctrace reads the
-// span context of the server span and sets the same tags. Reading ids is
-// tracer-specific; this one knows jaeger-client-go's span context.
+// TagTraceId, TagSpanId), which logging middlewares such as grpc_zap turn
+// into log fields: an interceptor after grpctrace's reads the server span's
+// ids with grpctrace.TraceIDs, whatever the tracer, and sets the same tags.
+// A go-grpc-middleware v2 logging interceptor needs no such step: it takes
+// grpctrace.LogFields as its WithFieldsFromContext function.
 func Example_logCorrelation() {
 	tracer, closer := jaeger.NewTracer("example", jaeger.NewConstSampler(true), jaeger.NewNullReporter())
 	defer closer.Close()
 
 	traceIDsToCtxTags := func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		if span := opentracing.SpanFromContext(ctx); span != nil {
-			if sc, ok := span.Context().(jaeger.SpanContext); ok {
-				grpc_ctxtags.Extract(ctx).
-					Set(grpc_opentracing.TagTraceId, sc.TraceID().String()).
-					Set(grpc_opentracing.TagSpanId, sc.SpanID().String()).
-					Set(grpc_opentracing.TagSampled, fmt.Sprint(sc.IsSampled()))
-			}
+		if traceID, spanID := grpctrace.TraceIDs(ctx); traceID != "" {
+			grpc_ctxtags.Extract(ctx).
+				Set(grpc_opentracing.TagTraceId, traceID).
+				Set(grpc_opentracing.TagSpanId, spanID)
 		}
 		return handler(ctx, req)
 	}
-	// Stands for a logging middleware that logs the request's ctxtags.
-	var fields map[string]any
+	// Stands for a logging middleware: v1's logs the request's ctxtags,
+	// v2's the fields LogFields returns. It also keeps the server span's
+	// context, to compare the logged ids with the tracer's own.
+	var (
+		tags   map[string]any
+		fields []any
+		server jaeger.SpanContext
+	)
 	logger := func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		resp, err := handler(ctx, req)
-		fields = grpc_ctxtags.Extract(ctx).Values()
+		tags = grpc_ctxtags.Extract(ctx).Values()
+		fields = grpctrace.LogFields(ctx)
+		server, _ = opentracing.SpanFromContext(ctx).Context().(jaeger.SpanContext)
 		return resp, err
 	}
 
@@ -427,13 +433,13 @@ func Example_logCorrelation() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println("trace id logged:", fields[grpc_opentracing.TagTraceId] == parent.Context().(jaeger.SpanContext).TraceID().String())
-	fmt.Println("span id logged:", fields[grpc_opentracing.TagSpanId] != nil)
-	fmt.Println("sampled:", fields[grpc_opentracing.TagSampled])
+	fmt.Println("trace id logged:", tags[grpc_opentracing.TagTraceId] == parent.Context().(jaeger.SpanContext).TraceID().String())
+	fmt.Println("span id logged:", tags[grpc_opentracing.TagSpanId] == server.SpanID().String())
+	fmt.Println("LogFields:", fields[0], fields[1] == tags[grpc_opentracing.TagTraceId], fields[2], fields[3] == tags[grpc_opentracing.TagSpanId])
 	// Output:
 	// trace id logged: true
 	// span id logged: true
-	// sampled: true
+	// LogFields: trace_id true span_id true
 }
 
 // Handler code that uses its span unchecked works under the NoopTracer,

@@ -405,10 +405,10 @@ func TestScenarioErrors(t *testing.T) {
 // cancellation as its side records it. Two moments:
 //
 //   - "at once", as otgrpc's test: a server stream cancelled right after it
-//     was opened, possibly before gRPC began the RPC on the server. This is
-//     the window in which grpctrace's server stats handler, up to be19f5d,
-//     ended its span as Unimplemented ("never begun") when the context was
-//     done first; since 8d212cb it waits for gRPC to write a status.
+//     was opened, possibly before gRPC began the RPC on the server. In
+//     this window the server stats handler must not end its span as
+//     Unimplemented ("never begun") because the context was done first: it
+//     waits for gRPC to write the RPC's status, and ends the span with it.
 //   - "mid-stream": a bidi stream with one message answered, so that the
 //     server began the RPC, then a second one the handler waits on.
 //
