@@ -454,15 +454,7 @@ func TestAbandonedStreamCleanupDoesNotHoldUpOtherCleanups(t *testing.T) {
 		grpc.WithChainStreamInterceptor(grpctrace.StreamClientInterceptor(grpctrace.WithTracer(tracer)))))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	func() {
-		s, err := client.ServerStream(ctx, &testpb.Request{ResponseCount: 3})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := s.Recv(); err != nil {
-			t.Fatal(err)
-		}
-	}()
+	abandonServerStream(t, ctx, client)
 
 	// Collect until grpctrace's cleanup has reached the tracer's Finish.
 	gcUntil := func(done <-chan struct{}) bool {

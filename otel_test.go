@@ -10,7 +10,6 @@ import (
 	"io"
 	"maps"
 	"net"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -1095,20 +1094,8 @@ func TestOTelAbandonedStream(t *testing.T) {
 	e := newOTelEnv(t, otelSetup{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	func() {
-		s, err := e.client.ServerStream(ctx, &testpb.Request{ResponseCount: 3})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := s.Recv(); err != nil {
-			t.Fatal(err)
-		}
-	}()
-	// Cleanups run on their own goroutine after a collection: collect,
-	// then wait for the span to end, a few times over.
-	for i := 0; i < 20 && !e.tp.waitEnded(2, 100*time.Millisecond); i++ {
-		runtime.GC()
-	}
+	abandonServerStream(t, ctx, e.client)
+	collectUntil(func() bool { return e.tp.waitEnded(2, 100*time.Millisecond) })
 	want := []node{
 		otelRPC("client", "ServerStream", "UNKNOWN").otelErr("grpctrace: client stream abandoned: garbage collected before the RPC ended").
 			with(otelRPC("server", "ServerStream", "OK")),

@@ -69,20 +69,8 @@ func TestAbandonedStream(t *testing.T) {
 	e := newEnv(t, setup{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	func() {
-		s, err := e.client.ServerStream(ctx, &testpb.Request{ResponseCount: 3})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := s.Recv(); err != nil {
-			t.Fatal(err)
-		}
-	}()
-	// Cleanups run on their own goroutine after a collection: collect, then
-	// wait for the span to finish, a few times over.
-	for i := 0; i < 20 && !e.tracer.waitFinished(2, 100*time.Millisecond); i++ {
-		runtime.GC()
-	}
+	abandonServerStream(t, ctx, e.client)
+	collectUntil(func() bool { return e.tracer.waitFinished(2, 100*time.Millisecond) })
 	want := []node{
 		clientSpan("ServerStream", codes.Unknown, "grpctrace: client stream abandoned: garbage collected before the RPC ended").
 			with(serverSpan("ServerStream", codes.OK, "")),
@@ -90,6 +78,28 @@ func TestAbandonedStream(t *testing.T) {
 	diffTrees(t, want, e.tracer.tree())
 	cancel()
 	e.tracer.waitSettled(t)
+}
+
+// abandonServerStream opens a server stream of three messages, reads one
+// and drops it, neither read to its end nor cancelled.
+func abandonServerStream(t *testing.T, ctx context.Context, c testpb.TestServiceClient) {
+	t.Helper()
+	s, err := c.ServerStream(ctx, &testpb.Request{ResponseCount: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Recv(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// collectUntil collects garbage until ended, which waits a little for
+// the cleanups a collection queued (they run on goroutines of their own),
+// reports true; 20 times at most.
+func collectUntil(ended func() bool) {
+	for i := 0; i < 20 && !ended(); i++ {
+		runtime.GC()
+	}
 }
 
 // TestConcurrentRPCs runs RPCs of every shape at once, a third of them
